@@ -1,0 +1,137 @@
+"""The `forecast` command: checks config and data first (no TensorFlow, no Prefect), then runs
+the flow. A user mistake prints one line and exits 2; anything else is a bug with a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from forecasting.config import DEFAULT_OUTPUT_DIR, build_config, load_config_file
+from forecasting.errors import ForecastingError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Recurrent: train GRU, LSTM and SimpleRNN forecasters against naive baselines, "
+    "publish the champion.",
+)
+
+USER_ERROR_EXIT = 2
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _fail(error: ForecastingError) -> None:
+    typer.echo(f"Error: {error}", err=True)
+    raise typer.Exit(USER_ERROR_EXIT)
+
+
+@app.command()
+def run(
+    config_file: Annotated[Path | None, typer.Option("--config", help="TOML file with the same keys as these options ([data], [model], [evaluation] tables); its relative paths resolve against its folder.")] = None,
+    data: Annotated[Path | None, typer.Option(help="CSV or Parquet file with the series. Default: the bundled data/ETTh1.csv.")] = None,
+    time_column: Annotated[str | None, typer.Option(help="Column with the timestamps. Default: date.")] = None,
+    target_column: Annotated[str | None, typer.Option(help="Numeric column to forecast. Default: OT.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Column naming each series, for a file holding many series.")] = None,
+    covariates: Annotated[str | None, typer.Option(help="Comma-separated numeric columns fed to the RNNs as extra inputs, e.g. HUFL,HULL.")] = None,
+    freq: Annotated[str | None, typer.Option(help="pandas frequency such as h or 15min. Default: the most common step in the file.")] = None,
+    na_values: Annotated[str | None, typer.Option(help="Comma-separated extra markers of missing values, e.g. --,n.a.")] = None,
+    max_fill: Annotated[int | None, typer.Option(help="Longest run of missing steps to fill by interpolation. Default: 12.")] = None,
+    horizon: Annotated[int | None, typer.Option(help="Steps to forecast. Default: 24.")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Steps of history each model sees. Default: 168.")] = None,
+    name: Annotated[str | None, typer.Option(help="Pipeline name; outputs go to OUTPUT_DIR/NAME. Default: etth1.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Folder for published runs. Default: outputs/ in the project.")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Upper bound on RNN training epochs (early stopping usually ends sooner). Default: 40.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for every random choice; same data, config and seed give the same forecast. Default: 42.")] = None,
+) -> None:
+    """Train every candidate on the data, choose the champion and publish its forecast."""
+    try:
+        config = _build(config_file, locals())
+        from forecasting.data import load_series
+        from forecasting.validation import validate
+
+        validate(load_series(config.data), config.data, config.model, config.evaluation)
+    except ForecastingError as error:
+        _fail(error)
+    _quiet_environment()
+    from flows.pipeline import forecast_pipeline
+
+    started = time.perf_counter()
+    state = forecast_pipeline(config, return_state=True)
+    if not state.is_completed():
+        typer.echo(f"Error: {state.message}", err=True)
+        raise typer.Exit(1)
+    summary = state.result()
+    _print_run(Path(summary["path"]))
+    typer.echo(f"\nChampion: {summary['champion']}. {summary['reason']}")
+    typer.echo(f"Published to {summary['path']} ({time.perf_counter() - started:.0f} s)")
+    typer.echo(f"Latest:     {config.output_dir / config.name / 'latest'}")
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="Pipeline name, e.g. etth1.")],
+    output_dir: Annotated[Path, typer.Option(help="Folder holding published runs.")] = DEFAULT_OUTPUT_DIR,
+    rows: Annotated[int, typer.Option(help="Forecast rows to print.")] = 10,
+) -> None:
+    """Print the latest champion, its leaderboard and the head of its forecast."""
+    from forecasting.publishing import read_latest
+
+    try:
+        latest = read_latest(output_dir, name)
+    except ForecastingError as error:
+        _fail(error)
+    manifest = latest.manifest
+    typer.echo(f"Run {manifest['run_id']} (as of {manifest['as_of']}), {latest.path}")
+    typer.echo(f"Champion: {manifest['champion']['model']}. {manifest['champion']['reason']}\n")
+    _print_run(latest.path)
+    typer.echo("\n" + latest.forecast.head(rows).to_string(index=False))
+
+
+def _build(config_file: Path | None, options: dict):
+    values = load_config_file(config_file) if config_file else {}
+    base_dir = config_file.resolve().parent if config_file else None
+    config = build_config(values, base_dir)
+    overrides = {
+        "name": options["name"], "seed": options["seed"], "output_dir": options["output_dir"],
+        "data": {"path": options["data"], "time_column": options["time_column"],
+                 "target_column": options["target_column"], "id_column": options["id_column"],
+                 "covariates": _csv(options["covariates"]), "freq": options["freq"],
+                 "na_values": _csv(options["na_values"]), "max_fill": options["max_fill"]},
+        "model": {"horizon": options["horizon"], "input_size": options["input_size"],
+                  "max_epochs": options["max_epochs"]},
+    }
+    merged = config.model_dump()
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            merged[key].update({k: v for k, v in value.items() if v is not None})
+        elif value is not None:
+            merged[key] = value
+    return build_config(merged)
+
+
+def _print_run(run_dir: Path) -> None:
+    import pandas as pd
+
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    shown = board[["model", "status", "mae", "rmse", "mase", "smape", "seconds", "epochs"]]
+    typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+
+
+def _quiet_environment() -> None:
+    """Settings that must be in place before Prefect and TensorFlow are imported."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="forecast")
+    sys.exit(0)

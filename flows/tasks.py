@@ -1,0 +1,103 @@
+"""Prefect tasks: each is one call into `forecasting`.
+
+A user mistake (`ForecastingError`) ends its task Failed with the one-line message and no
+traceback; anything else is a bug and keeps Prefect's usual traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect.states import Failed
+
+from forecasting import data, outputs, publishing, selection, training, validation, windowing
+from forecasting.config import PipelineConfig
+from forecasting.errors import ForecastingError
+
+
+def _clean_failure(function: Callable) -> Callable:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ForecastingError as error:
+            get_run_logger().error(str(error))
+            return Failed(message=str(error))
+
+    return wrapper
+
+
+# Inputs are models and large arrays: never hash them for caching.
+_task = functools.partial(task, cache_policy=NO_CACHE)
+
+
+@_task(retries=2, retry_delay_seconds=[2, 10])
+@_clean_failure
+def load(config: PipelineConfig) -> data.LoadedData:
+    return data.load_series(config.data)
+
+
+@_task
+@_clean_failure
+def validate(loaded: data.LoadedData, config: PipelineConfig) -> validation.ValidatedData:
+    return validation.validate(loaded, config.data, config.model, config.evaluation)
+
+
+@_task
+@_clean_failure
+def make_windows(validated: validation.ValidatedData, config: PipelineConfig) -> windowing.Windows:
+    features = ["y", *config.data.covariates]
+    return windowing.make_windows(validated.frame, features, config.model, config.evaluation)
+
+
+@_task(task_run_name="train-{kind}")
+def train(
+    kind: str, windows: windowing.Windows, config: PipelineConfig, season_length: int
+) -> training.CandidateResult:
+    return training.train_candidate(
+        kind, windows, config.model, season_length, config.seed, get_run_logger().info
+    )
+
+
+@_task
+@_clean_failure
+def select(results: list[training.CandidateResult], config: PipelineConfig) -> selection.Choice:
+    return selection.select_champion(results, config.evaluation.metric)
+
+
+@_task
+def forecast(
+    results: list[training.CandidateResult],
+    choice: selection.Choice,
+    windows: windowing.Windows,
+    validated: validation.ValidatedData,
+    config: PipelineConfig,
+) -> dict[str, pd.DataFrame]:
+    """Fine-tunes the champion, then forecasts with every finished candidate."""
+    champion = next(r for r in results if r.kind == choice.model)
+    training.refit_champion(champion, windows, config.model)
+    size = config.model.horizon, config.model.input_size
+    return {
+        r.kind: outputs.forecast_future(r.forecaster, windows, validated, *size)
+        for r in results
+        if r.ok
+    }
+
+
+@_task
+@_clean_failure
+def publish(config: PipelineConfig, run_id: str, files: dict[str, bytes], manifest: dict) -> str:
+    path = publishing.publish_run(config.output_dir, config.name, run_id, files, manifest)
+    get_run_logger().info(f"Published run {run_id} to {path}")
+    return str(path)
+
+
+@_task
+def package(run_id: str, config: PipelineConfig, **parts: Any) -> tuple[dict[str, bytes], dict]:
+    return outputs.assemble_run(run_id=run_id, config=config, **parts)

@@ -1,0 +1,33 @@
+"""Recurrent's forecasting library: load, validate, window, train, evaluate, select, publish.
+
+Importing it is cheap: nothing here imports TensorFlow or Prefect until a model is built.
+"""
+
+from forecasting.config import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig
+from forecasting.errors import (
+    ConfigError,
+    DataValidationError,
+    ForecastingError,
+    InsufficientHistoryError,
+    ModelLoadError,
+    PublishError,
+    TrainingError,
+)
+from forecasting.publishing import PublishedRun, read_latest, read_run
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DataValidationError",
+    "EvaluationConfig",
+    "ForecastingError",
+    "InsufficientHistoryError",
+    "ModelConfig",
+    "ModelLoadError",
+    "PipelineConfig",
+    "PublishError",
+    "PublishedRun",
+    "TrainingError",
+    "read_latest",
+    "read_run",
+]

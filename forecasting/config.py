@@ -1,0 +1,198 @@
+"""Pipeline configuration: frozen pydantic models, shared by the library, the CLI and Prefect.
+
+The same models are the Prefect flow's parameters, so their field descriptions and bounds are
+what a person sees in the UI's run form.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from forecasting.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = PROJECT_ROOT / "data" / "ETTh1.csv"
+DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "outputs"
+
+ModelKind = Literal["naive", "seasonal_naive", "simple_rnn", "gru", "lstm"]
+Metric = Literal["mae", "rmse", "mase", "smape"]
+# Simplest first: ties in the selection metric go to the earliest kind in this order.
+MODEL_ORDER: tuple[str, ...] = ("naive", "seasonal_naive", "simple_rnn", "gru", "lstm")
+RNN_KINDS: tuple[str, ...] = ("simple_rnn", "gru", "lstm")
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Frozen):
+    """Where the series come from and how to read them."""
+
+    path: Path = Field(DEFAULT_DATA, description="CSV or Parquet file with the time series.")
+    time_column: str = Field("date", description="Column holding the timestamps.")
+    target_column: str = Field("OT", description="Numeric column to forecast.")
+    id_column: str | None = Field(
+        None, description="Column naming each series, for a file with many series (long format)."
+    )
+    covariates: tuple[str, ...] = Field(
+        (), description="Extra numeric columns fed to the RNNs as past inputs."
+    )
+    freq: str | None = Field(
+        None, description="pandas frequency such as 'h' or '15min'; inferred when empty."
+    )
+    na_values: tuple[str, ...] = Field(
+        (), description="Extra text markers to read as missing values, such as '--'."
+    )
+    max_fill: int = Field(
+        12, ge=0, le=10_000, description="Longest run of missing steps filled by interpolation."
+    )
+
+
+class ModelConfig(_Frozen):
+    """What the candidates look like and how they are trained."""
+
+    horizon: int = Field(24, ge=1, le=10_000, description="Steps to forecast.")
+    input_size: int = Field(168, ge=1, le=100_000, description="Steps of history per input window.")
+    candidates: tuple[ModelKind, ...] = Field(
+        MODEL_ORDER, min_length=1, description="Model kinds to train and compare."
+    )
+    units: int = Field(64, ge=1, le=4096, description="Units per recurrent layer.")
+    layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Input dropout of each RNN layer.")
+    recurrent_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Recurrent-state dropout.")
+    normalize_window: bool = Field(
+        True,
+        description="Subtract each input window's last target value and add it back to the "
+        "output (as NLinear does); makes the RNNs robust to level shifts.",
+    )
+    max_epochs: int = Field(40, ge=1, le=10_000, description="Upper bound on training epochs.")
+    patience: int = Field(
+        5, ge=1, le=1000, description="Epochs without validation improvement before stopping."
+    )
+    batch_size: int = Field(256, ge=1, le=65_536, description="Windows per training batch.")
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate.")
+    finetune_epochs: int = Field(
+        2, ge=0, le=1000, description="Epochs the champion RNN is fine-tuned on all data."
+    )
+    season_length: int | None = Field(
+        None, ge=1, description="Season for seasonal_naive and MASE; inferred from freq if empty."
+    )
+
+
+class EvaluationConfig(_Frozen):
+    """How candidates are scored and chosen."""
+
+    metric: Metric = Field("mase", description="Metric that chooses the champion (lower wins).")
+    validation_fraction: float = Field(
+        0.1, gt=0.0, lt=0.5, description="Share of each series used for early stopping."
+    )
+    test_fraction: float = Field(
+        0.1, gt=0.0, lt=0.5, description="Share of each series held out for scoring."
+    )
+
+
+class PipelineConfig(_Frozen):
+    """Everything one pipeline run needs."""
+
+    name: str = Field("etth1", description="Pipeline name; outputs go to <output_dir>/<name>/.")
+    output_dir: Path = Field(DEFAULT_OUTPUT_DIR, description="Folder that receives published runs.")
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for every random choice.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not _NAME_PATTERN.match(name):
+            raise ValueError(
+                "must be 1-64 letters, digits, '_', '.' or '-' and start with a letter or digit, "
+                f"so it cannot escape the output folder. Received: name={name!r}"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _seasonal_fits(self) -> PipelineConfig:
+        season = self.model.season_length
+        if season is not None and season > self.model.input_size:
+            raise ValueError(
+                f"season_length ({season}) must not exceed input_size "
+                f"({self.model.input_size}); seasonal_naive reads one season from the window."
+            )
+        return self
+
+
+def build_config(values: dict, base_dir: Path | None = None) -> PipelineConfig:
+    """Builds a `PipelineConfig` from nested dict values, turning pydantic errors into one line.
+
+    Args:
+        values: Nested values as in the TOML file (`name`, `[data]`, `[model]`, ...).
+        base_dir: Folder that relative `data.path` and `output_dir` resolve against
+            (the config file's folder); None leaves them relative to the working directory.
+
+    Raises:
+        ConfigError: A value is missing, unknown or out of bounds.
+    """
+    values = {key: dict(value) if isinstance(value, dict) else value for key, value in values.items()}
+    if base_dir is not None:
+        if "output_dir" in values:
+            values["output_dir"] = base_dir / Path(values["output_dir"]).expanduser()
+        data = values.get("data", {})
+        if "path" in data:
+            data["path"] = base_dir / Path(data["path"]).expanduser()
+    try:
+        return PipelineConfig.model_validate(values)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc']) or 'config'}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise ConfigError(f"Invalid configuration: {problems}.") from None
+
+
+def load_config_file(path: Path) -> dict:
+    """Reads a TOML config file into nested values; see `build_config`.
+
+    Raises:
+        ConfigError: The file is missing or is not valid TOML.
+    """
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {str(path)!r} does not exist. Check the --config path.") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"Config file {str(path)!r} is not valid TOML: {error}.") from None
+
+
+def season_for(freq: str, configured: int | None) -> int:
+    """Returns the seasonal period for a pandas frequency string (24 for hourly data).
+
+    A configured value wins; otherwise hourly data gives 24, sub-hourly one day of steps, daily 7,
+    weekly 52, monthly 12, quarterly 4, anything else 1.
+    """
+    if configured is not None:
+        return configured
+    import pandas as pd
+
+    offset = pd.tseries.frequencies.to_offset(freq)
+    try:
+        step = pd.Timedelta(offset)
+    except ValueError:
+        step = None
+    if step is not None:
+        if step <= pd.Timedelta(hours=1):
+            return max(1, int(pd.Timedelta(days=1) / step))
+        if step == pd.Timedelta(days=1):
+            return 7
+        if step == pd.Timedelta(weeks=1):
+            return 52
+        return 1
+    prefix = offset.name.split("-")[0].upper()
+    return {"ME": 12, "MS": 12, "M": 12, "QE": 4, "QS": 4, "Q": 4, "W": 52}.get(prefix, 1)

@@ -1,0 +1,78 @@
+"""Metrics with one shared signature, and scoring of candidates on held-out test windows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from forecasting.windowing import Windows, WindowSet
+
+Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+def mae(y: np.ndarray, y_hat: np.ndarray, scale: np.ndarray) -> float:
+    """Mean absolute error. `y`, `y_hat`: (n_windows, horizon); `scale` is unused."""
+    return float(np.mean(np.abs(y - y_hat)))
+
+
+def rmse(y: np.ndarray, y_hat: np.ndarray, scale: np.ndarray) -> float:
+    """Root mean squared error. `scale` is unused."""
+    return float(np.sqrt(np.mean((y - y_hat) ** 2)))
+
+
+def mase(y: np.ndarray, y_hat: np.ndarray, scale: np.ndarray) -> float:
+    """Mean absolute scaled error: each window's errors divided by its series' in-sample
+    seasonal naive MAE (`scale`, shape (n_windows,)), then averaged."""
+    return float(np.mean(np.abs(y - y_hat) / scale[:, None]))
+
+
+def smape(y: np.ndarray, y_hat: np.ndarray, scale: np.ndarray) -> float:
+    """Symmetric MAPE in percent (0-200); a point where both values are 0 counts as 0."""
+    denominator = np.abs(y) + np.abs(y_hat)
+    ratio = np.divide(
+        np.abs(y - y_hat), denominator, out=np.zeros_like(denominator), where=denominator > 0
+    )
+    return float(200.0 * np.mean(ratio))
+
+
+METRICS: dict[str, Metric] = {"mae": mae, "rmse": rmse, "mase": mase, "smape": smape}
+
+
+def insample_scale(windows: Windows, season_length: int) -> np.ndarray:
+    """Per series, the MAE of the seasonal naive forecast over its training block, shape (n_series,).
+
+    Falls back to the one-step naive error when the training block is shorter than a season,
+    and to 1 for a block that never changes.
+    """
+    scales = []
+    for values, end in zip(windows.values, windows.train_end, strict=True):
+        target = values[:end, 0]
+        lag = season_length if len(target) > season_length else 1
+        error = float(np.mean(np.abs(target[lag:] - target[:-lag])))
+        scales.append(error if error > 0 else 1.0)
+    return np.array(scales)
+
+
+def test_truth(windows: Windows) -> np.ndarray:
+    """The test targets in original units, shape (n_windows, horizon)."""
+    return windows.scaling.descale_target(windows.test.targets.astype(np.float64), windows.test.series)
+
+
+def predict_windows(forecaster, windows: Windows, split: WindowSet) -> np.ndarray:
+    """A candidate's forecasts for `split`, in original units, shape (n_windows, horizon).
+
+    Raises:
+        FloatingPointError: The forecaster produced NaN or infinite values.
+    """
+    scaled = np.asarray(forecaster.predict(split.inputs), dtype=np.float64)
+    if not np.all(np.isfinite(scaled)):
+        raise FloatingPointError(f"{forecaster.kind} produced NaN or infinite forecasts")
+    return windows.scaling.descale_target(scaled, split.series)
+
+
+def score(
+    y: np.ndarray, y_hat: np.ndarray, scale: np.ndarray, metrics: dict[str, Metric] = METRICS
+) -> dict[str, float]:
+    """Applies every metric to the same forecasts; `scale` is per window, shape (n_windows,)."""
+    return {name: metric(y, y_hat, scale) for name, metric in metrics.items()}

@@ -1,0 +1,227 @@
+"""The candidates: naive baselines and one builder for SimpleRNN, GRU and LSTM forecasters.
+
+Every candidate answers `fit(train, validation)` and `predict(inputs)` on scaled windows
+(see `windowing.WindowSet`), so the pipeline treats them all alike.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from forecasting.config import RNN_KINDS, ModelConfig
+from forecasting.windowing import WindowSet
+
+_PREDICT_BATCH = 512
+
+
+class Forecaster(Protocol):
+    kind: str
+
+    def fit(self, train: WindowSet, validation: WindowSet) -> Forecaster: ...
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray: ...
+
+
+class NaiveForecaster:
+    """Repeats the last observed value of the target for every horizon step."""
+
+    kind = "naive"
+
+    def __init__(self, horizon: int) -> None:
+        self.horizon = horizon
+
+    def fit(self, train: WindowSet, validation: WindowSet) -> NaiveForecaster:
+        return self
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Maps inputs of shape (n, input_size, n_features) to forecasts of shape (n, horizon)."""
+        return np.repeat(inputs[:, -1:, 0], self.horizon, axis=1)
+
+
+class SeasonalNaiveForecaster:
+    """Repeats the last observed season of the target."""
+
+    kind = "seasonal_naive"
+
+    def __init__(self, horizon: int, season_length: int) -> None:
+        self.horizon = horizon
+        self.season_length = season_length
+
+    def fit(self, train: WindowSet, validation: WindowSet) -> SeasonalNaiveForecaster:
+        return self
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Maps inputs of shape (n, input_size, n_features) to forecasts of shape (n, horizon)."""
+        season = inputs[:, -self.season_length :, 0]
+        steps = np.arange(self.horizon) % self.season_length
+        return season[:, steps]
+
+
+def build_rnn(
+    kind: str,
+    *,
+    input_size: int,
+    n_features: int,
+    horizon: int,
+    units: int = 64,
+    layers: int = 1,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    seed: int = 0,
+):
+    """Builds an uncompiled Keras model: stacked `kind` layers, then Dense(horizon).
+
+    Every initializer and dropout layer gets an explicit seed derived from `seed`, so the
+    model does not depend on what else drew random numbers in the process.
+
+    Args:
+        kind: "simple_rnn", "gru" or "lstm".
+
+    Returns:
+        A `keras.Model` mapping (batch, input_size, n_features) to (batch, horizon).
+    """
+    import keras
+
+    layer_class = {"simple_rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU,
+                   "lstm": keras.layers.LSTM}.get(kind)
+    if layer_class is None:
+        raise ValueError(f"Unknown RNN kind {kind!r}; expected one of {RNN_KINDS}.")
+    inputs = keras.Input((input_size, n_features), name="window")
+    hidden = inputs
+    for depth in range(layers):
+        hidden = layer_class(
+            units,
+            return_sequences=depth < layers - 1,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 10 * depth),
+            recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 10 * depth + 1),
+            seed=seed + 10 * depth + 2,
+            name=f"{kind}_{depth}",
+        )(hidden)
+    outputs = keras.layers.Dense(
+        horizon,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 10 * layers),
+        name="forecast",
+    )(hidden)
+    return keras.Model(inputs, outputs, name=kind)
+
+
+class RNNForecaster:
+    """A Keras RNN with early stopping, gradient clipping and optional last-value normalization.
+
+    With `normalize_window`, each window's last observed target value is subtracted from its
+    target inputs and its targets before the network sees them, and added back to the network's
+    output (as NLinear does), so the network learns changes rather than levels.
+    """
+
+    def __init__(self, kind: str, config: ModelConfig, n_features: int, seed: int) -> None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        self.kind = kind
+        self.config = config
+        self.seed = seed
+        self.model = build_rnn(
+            kind,
+            input_size=config.input_size,
+            n_features=n_features,
+            horizon=config.horizon,
+            units=config.units,
+            layers=config.layers,
+            dropout=config.dropout,
+            recurrent_dropout=config.recurrent_dropout,
+            seed=seed,
+        )
+        self.epochs_trained = 0
+        self.best_epoch = 0
+
+    def _compile(self, learning_rate: float) -> None:
+        import keras
+
+        self.model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=1.0), loss="mse"
+        )
+
+    def _shift(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (model inputs, level to add back), shapes as inputs and (n, 1)."""
+        if not self.config.normalize_window:
+            return inputs, np.zeros((len(inputs), 1), dtype=inputs.dtype)
+        level = inputs[:, -1:, 0].copy()
+        shifted = inputs.copy()
+        shifted[:, :, 0] -= level
+        return shifted, level
+
+    def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
+        """Trains with early stopping on `validation`, restoring the best epoch's weights.
+
+        Raises:
+            RuntimeError: The loss became NaN or infinite.
+        """
+        import keras
+
+        self._compile(self.config.learning_rate)
+        x_train, level_train = self._shift(train.inputs)
+        x_val, level_val = self._shift(validation.inputs)
+        stopper = keras.callbacks.EarlyStopping(
+            patience=self.config.patience, restore_best_weights=True
+        )
+        history = self.model.fit(
+            x_train,
+            train.targets - level_train,
+            validation_data=(x_val, validation.targets - level_val),
+            epochs=self.config.max_epochs,
+            batch_size=self.config.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN(raise_error=True), stopper,
+                       *(callbacks or [])],
+        )
+        self.epochs_trained = len(history.history["loss"])
+        self.best_epoch = stopper.best_epoch + 1
+        return self
+
+    def finetune(self, windows: WindowSet, epochs: int) -> RNNForecaster:
+        """Continues training on `windows` (all history) at a tenth of the learning rate."""
+        import keras
+
+        if epochs == 0:
+            return self
+        self._compile(self.config.learning_rate / 10)
+        inputs, level = self._shift(windows.inputs)
+        self.model.fit(
+            inputs, windows.targets - level, epochs=epochs, batch_size=self.config.batch_size,
+            shuffle=True, verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN(raise_error=True)],
+        )
+        return self
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Maps scaled inputs (n, input_size, n_features) to scaled forecasts (n, horizon)."""
+        shifted, level = self._shift(inputs)
+        # Pad to whole batches so every call has one input shape and TensorFlow traces once.
+        padding = -len(shifted) % _PREDICT_BATCH
+        padded = np.concatenate([shifted, np.zeros((padding, *shifted.shape[1:]), shifted.dtype)])
+        output = self.model.predict(padded, batch_size=_PREDICT_BATCH, verbose=0)[: len(shifted)]
+        return np.asarray(output, dtype=np.float64) + level
+
+    def to_bytes(self) -> bytes:
+        """Serializes the Keras model to the bytes of a `.keras` file."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.keras"
+            self.model.save(path)
+            return path.read_bytes()
+
+
+def make_forecaster(kind: str, config: ModelConfig, n_features: int, season_length: int,
+                    seed: int) -> Forecaster:
+    """Builds an untrained candidate of `kind` with one shared set of settings."""
+    if kind == "naive":
+        return NaiveForecaster(config.horizon)
+    if kind == "seasonal_naive":
+        return SeasonalNaiveForecaster(config.horizon, season_length)
+    return RNNForecaster(kind, config, n_features, seed)

@@ -1,0 +1,169 @@
+"""Builds a run's outputs in memory: future forecasts, preprocessing spec and manifest."""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+from importlib import metadata
+
+import numpy as np
+import pandas as pd
+
+from forecasting.config import PipelineConfig
+from forecasting.models import Forecaster, RNNForecaster
+from forecasting.publishing import SCHEMA_VERSION, frame_files, iso, json_bytes
+from forecasting.selection import Choice, leaderboard
+from forecasting.training import CandidateResult
+from forecasting.validation import ValidatedData
+from forecasting.windowing import Windows, last_inputs
+
+_VERSIONED = ("recurrent-forecast", "numpy", "pandas", "keras", "tensorflow", "tensorflow-cpu",
+              "scikit-learn", "prefect", "pyarrow")
+
+
+def forecast_future(
+    forecaster: Forecaster, windows: Windows, data: ValidatedData, horizon: int, input_size: int
+) -> pd.DataFrame:
+    """Forecasts the `horizon` steps after each series' last observation.
+
+    Returns:
+        Columns `unique_id`, `ds`, `horizon_step` (1-based), `y_hat`; one row per series and step.
+    """
+    inputs = last_inputs(windows, input_size)
+    series = np.arange(len(windows.series_ids))
+    scaled = np.asarray(forecaster.predict(inputs), dtype=np.float64)
+    if not np.all(np.isfinite(scaled)):
+        raise FloatingPointError(f"{forecaster.kind} produced NaN or infinite forecasts")
+    y_hat = windows.scaling.descale_target(scaled, series)
+    last = data.frame.groupby("unique_id", sort=False)["ds"].max()
+    offset = pd.tseries.frequencies.to_offset(data.freq)
+    parts = []
+    for index, series_id in enumerate(windows.series_ids):
+        parts.append(pd.DataFrame({
+            "unique_id": series_id,
+            "ds": pd.date_range(last[series_id] + offset, periods=horizon, freq=offset),
+            "horizon_step": np.arange(1, horizon + 1),
+            "y_hat": y_hat[index],
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def label_forecast(frame: pd.DataFrame, model: str, run_id: str, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Adds the reader contract's `model`, `run_id` and `as_of` columns."""
+    return frame.assign(model=model, run_id=run_id, as_of=as_of)
+
+
+def preprocessing_spec(
+    windows: Windows, config: PipelineConfig, data: ValidatedData, champion: str, season_length: int
+) -> dict:
+    """Everything needed to turn new history into the champion's input, and its output back."""
+    normalized = champion in ("simple_rnn", "gru", "lstm") and config.model.normalize_window
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": champion,
+        "input_size": config.model.input_size,
+        "horizon": config.model.horizon,
+        "freq": data.freq,
+        "season_length": season_length,
+        "target": config.data.target_column,
+        "features": windows.features,
+        "series_ids": windows.series_ids,
+        "scaling": windows.scaling.to_dict(windows.series_ids, windows.features),
+        "window_normalization": "last_value" if normalized else None,
+        "recipe": [
+            "x = last input_size rows of [target, *covariates] per series, oldest first",
+            "x = (x - mean) / std with that series' statistics per feature",
+            "if window_normalization == 'last_value': level = x[-1, 0]; x[:, 0] -= level",
+            "y = model(x[None])[0] (+ level when normalized)",
+            "y_hat = y * std_target + mean_target",
+        ],
+    }
+
+
+def build_manifest(
+    *,
+    run_id: str,
+    as_of: pd.Timestamp,
+    config: PipelineConfig,
+    data: ValidatedData,
+    results: list[CandidateResult],
+    choice: Choice,
+    season_length: int,
+) -> dict:
+    """The run's manifest without `files` (publishing adds the hashes last)."""
+    frame = data.frame
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "as_of": iso(as_of),
+        "data": {
+            "source": data.source,
+            "sha256": data.sha256,
+            "first_ds": iso(frame["ds"].min()),
+            "last_ds": iso(frame["ds"].max()),
+            "rows": len(frame),
+            "series": len(data.series_ids),
+            "freq": data.freq,
+            "filled_values": sum(data.filled.values()),
+            "filled_by_series": data.filled,
+            "duplicates_dropped": data.duplicates_dropped,
+        },
+        "config": config.model_dump(mode="json"),
+        "season_length": season_length,
+        "seeds": {"seed": config.seed, "per_candidate": {r.kind: config.seed for r in results}},
+        "versions": {"python": platform.python_version(), **_versions()},
+        "champion": {"model": choice.model, "reason": choice.reason,
+                     "margins_percent": choice.margins},
+        "candidates": [
+            {"model": r.kind, "status": r.status, "metrics": r.metrics, "reason": r.reason,
+             "seconds": round(r.seconds, 3), "epochs": r.epochs, "best_epoch": r.best_epoch,
+             "fine_tuned_epochs": config.model.finetune_epochs
+             if r.kind == choice.model and isinstance(r.forecaster, RNNForecaster) else 0}
+            for r in results
+        ],
+    }
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def assemble_run(
+    *,
+    run_id: str,
+    config: PipelineConfig,
+    data: ValidatedData,
+    windows: Windows,
+    results: list[CandidateResult],
+    choice: Choice,
+    forecasts: dict[str, pd.DataFrame],
+    season_length: int,
+) -> tuple[dict[str, bytes], dict]:
+    """Builds every file of a run (as bytes) and its manifest, ready for `publish_run`.
+
+    The run's `as_of` is the last observed timestamp: the forecast knows nothing later.
+    """
+    as_of = data.frame["ds"].max()
+    forecast = label_forecast(forecasts[choice.model], choice.model, run_id, as_of)
+    candidates = pd.concat(
+        [label_forecast(frame, kind, run_id, as_of) for kind, frame in forecasts.items()],
+        ignore_index=True,
+    )
+    board = leaderboard(results)
+    files = frame_files(forecast, candidates, board)
+    champion = next(r for r in results if r.kind == choice.model)
+    if isinstance(champion.forecaster, RNNForecaster):
+        files["model.keras"] = champion.forecaster.to_bytes()
+    files["preprocessing.json"] = json_bytes(
+        preprocessing_spec(windows, config, data, choice.model, season_length)
+    )
+    manifest = build_manifest(run_id=run_id, as_of=as_of, config=config, data=data,
+                              results=results, choice=choice, season_length=season_length)
+    return files, manifest

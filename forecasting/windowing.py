@@ -1,0 +1,182 @@
+"""Time-ordered splits, per-series scaling and input/target windows built with NumPy views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from forecasting.config import EvaluationConfig, ModelConfig
+
+
+def split_sizes(length: int, horizon: int, evaluation: EvaluationConfig) -> tuple[int, int]:
+    """Returns (validation, test) block lengths in steps for a series of `length` steps.
+
+    Each block is its fraction of the series, but at least one horizon long.
+    """
+    n_val = max(horizon, int(length * evaluation.validation_fraction))
+    n_test = max(horizon, int(length * evaluation.test_fraction))
+    return n_val, n_test
+
+
+def min_series_length(length: int, model: ModelConfig, evaluation: EvaluationConfig) -> int:
+    """Steps a series of `length` steps needs: one training window plus its two blocks."""
+    n_val, n_test = split_sizes(length, model.horizon, evaluation)
+    return model.input_size + model.horizon + n_val + n_test
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Per-series z-score statistics fitted on each series' training block.
+
+    Attributes:
+        mean: Shape (n_series, n_features); feature 0 is the target.
+        std: Shape (n_series, n_features); a constant feature gets std 1.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def to_dict(self, series_ids: list[str], features: list[str]) -> dict:
+        return {
+            sid: {
+                name: {"mean": float(self.mean[i, j]), "std": float(self.std[i, j])}
+                for j, name in enumerate(features)
+            }
+            for i, sid in enumerate(series_ids)
+        }
+
+    def descale_target(self, values: np.ndarray, series: np.ndarray) -> np.ndarray:
+        """Turns scaled targets of shape (n_windows, horizon) back into original units."""
+        return values * self.std[series, :1] + self.mean[series, :1]
+
+
+@dataclass(frozen=True)
+class WindowSet:
+    """Windows of one split, all series stacked.
+
+    Attributes:
+        inputs: Scaled inputs, shape (n_windows, input_size, n_features); feature 0 is the target.
+        targets: Scaled targets, shape (n_windows, horizon).
+        series: Index into `Windows.series_ids` of each window, shape (n_windows,).
+        target_start: Position within its series of each window's first target step.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    series: np.ndarray
+    target_start: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Train, validation and test windows with what is needed to undo the scaling.
+
+    Attributes:
+        train_end: Per series, the position where its validation block starts; the scaler and
+            MASE's in-sample scale only see positions before it.
+        test_start: Per series, the position where its test block starts.
+        values: Per series, the unscaled values, shape (length, n_features).
+    """
+
+    train: WindowSet
+    validation: WindowSet
+    test: WindowSet
+    scaling: Scaling
+    series_ids: list[str]
+    features: list[str]
+    train_end: np.ndarray
+    test_start: np.ndarray
+    values: list[np.ndarray]
+
+
+def series_arrays(frame: pd.DataFrame, features: list[str]) -> tuple[list[str], list[np.ndarray]]:
+    """Splits a validated long frame into per-series arrays of shape (length, n_features)."""
+    ids, arrays = [], []
+    for series_id, group in frame.groupby("unique_id", sort=False):
+        ids.append(str(series_id))
+        arrays.append(group[features].to_numpy(dtype=np.float64))
+    return ids, arrays
+
+
+def fit_scaling(values: list[np.ndarray], train_end: np.ndarray) -> Scaling:
+    """Fits per-series mean and std on positions before `train_end` only."""
+    mean = np.stack([v[:end].mean(axis=0) for v, end in zip(values, train_end, strict=True)])
+    std = np.stack([v[:end].std(axis=0) for v, end in zip(values, train_end, strict=True)])
+    return Scaling(mean=mean, std=np.where(std > 0, std, 1.0))
+
+
+def make_windows(
+    frame: pd.DataFrame, features: list[str], model: ModelConfig, evaluation: EvaluationConfig
+) -> Windows:
+    """Builds time-ordered train/validation/test windows from a validated long frame.
+
+    A window belongs to the split that holds all of its target steps, so target periods never
+    overlap; inputs may reach back into the previous block, as at forecast time.
+    """
+    series_ids, values = series_arrays(frame, features)
+    lengths = np.array([len(v) for v in values])
+    blocks = np.array([split_sizes(n, model.horizon, evaluation) for n in lengths])
+    test_start = lengths - blocks[:, 1]
+    train_end = test_start - blocks[:, 0]
+    scaling = fit_scaling(values, train_end)
+    scaled = [(v - scaling.mean[i]) / scaling.std[i] for i, v in enumerate(values)]
+    first = np.full(len(values), model.input_size)
+    splits = [
+        (first, train_end),
+        (train_end, test_start),
+        (test_start, lengths),
+    ]
+    train, validation, test = (
+        _window_set(scaled, starts, ends, model.input_size, model.horizon)
+        for starts, ends in splits
+    )
+    return Windows(
+        train, validation, test, scaling, series_ids, features, train_end, test_start, values
+    )
+
+
+def _window_set(
+    scaled: list[np.ndarray], starts: np.ndarray, ends: np.ndarray, input_size: int, horizon: int
+) -> WindowSet:
+    """Stacks, over series, the windows whose targets lie in [start, end) of each series."""
+    inputs, targets, series, target_start = [], [], [], []
+    for index, (values, start, end) in enumerate(zip(scaled, starts, ends, strict=True)):
+        positions = np.arange(max(start, input_size), end - horizon + 1)
+        views = sliding_window_view(values, input_size + horizon, axis=0)  # (n, features, span)
+        chosen = views[positions - input_size]
+        inputs.append(chosen[:, :, :input_size].transpose(0, 2, 1))
+        targets.append(chosen[:, 0, input_size:])
+        series.append(np.full(len(positions), index))
+        target_start.append(positions)
+    return WindowSet(
+        inputs=np.concatenate(inputs).astype(np.float32),
+        targets=np.concatenate(targets).astype(np.float32),
+        series=np.concatenate(series),
+        target_start=np.concatenate(target_start),
+    )
+
+
+def full_history_windows(windows: Windows, input_size: int, horizon: int) -> WindowSet:
+    """All windows of every series up to its last observation, scaled as in training."""
+    scaled = [
+        (v - windows.scaling.mean[i]) / windows.scaling.std[i] for i, v in enumerate(windows.values)
+    ]
+    starts = np.full(len(scaled), input_size)
+    ends = np.array([len(v) for v in scaled])
+    return _window_set(scaled, starts, ends, input_size, horizon)
+
+
+def last_inputs(windows: Windows, input_size: int) -> np.ndarray:
+    """The scaled last `input_size` steps of each series, shape (n_series, input_size, n_features)."""
+    return np.stack(
+        [
+            ((v[-input_size:] - windows.scaling.mean[i]) / windows.scaling.std[i])
+            for i, v in enumerate(windows.values)
+        ]
+    ).astype(np.float32)
