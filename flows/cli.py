@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 
-from forecasting.config import DEFAULT_OUTPUT_DIR, build_config, load_config_file
+from forecasting.config import (
+    DEFAULT_OUTPUT_DIR,
+    DataConfig,
+    ModelConfig,
+    build_config,
+    load_config_file,
+)
 from forecasting.errors import ForecastingError
 
 app = typer.Typer(
@@ -22,6 +28,10 @@ app = typer.Typer(
 )
 
 USER_ERROR_EXIT = 2
+
+
+def _default(model: type, field: str) -> str:
+    return f"Default: {model.model_fields[field].default}."
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -35,20 +45,20 @@ def _fail(error: ForecastingError) -> None:
 
 @app.command()
 def run(
-    config_file: Annotated[Path | None, typer.Option("--config", help="TOML file with the same keys as these options ([data], [model], [evaluation] tables); its relative paths resolve against its folder.")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="TOML file with the same keys as these options (\\[data], \\[model], \\[evaluation] tables); its relative paths resolve against its folder.")] = None,
     data: Annotated[Path | None, typer.Option(help="CSV or Parquet file with the series. Default: the bundled data/ETTh1.csv.")] = None,
-    time_column: Annotated[str | None, typer.Option(help="Column with the timestamps. Default: date.")] = None,
-    target_column: Annotated[str | None, typer.Option(help="Numeric column to forecast. Default: OT.")] = None,
+    time_column: Annotated[str | None, typer.Option(help=f"Column with the timestamps. {_default(DataConfig, 'time_column')}")] = None,
+    target_column: Annotated[str | None, typer.Option(help=f"Numeric column to forecast. {_default(DataConfig, 'target_column')}")] = None,
     id_column: Annotated[str | None, typer.Option(help="Column naming each series, for a file holding many series.")] = None,
     covariates: Annotated[str | None, typer.Option(help="Comma-separated numeric columns fed to the RNNs as extra inputs, e.g. HUFL,HULL.")] = None,
     freq: Annotated[str | None, typer.Option(help="pandas frequency such as h or 15min. Default: the most common step in the file.")] = None,
     na_values: Annotated[str | None, typer.Option(help="Comma-separated extra markers of missing values, e.g. --,n.a.")] = None,
-    max_fill: Annotated[int | None, typer.Option(help="Longest run of missing steps to fill by interpolation. Default: 12.")] = None,
-    horizon: Annotated[int | None, typer.Option(help="Steps to forecast. Default: 24.")] = None,
-    input_size: Annotated[int | None, typer.Option(help="Steps of history each model sees. Default: 168.")] = None,
+    max_fill: Annotated[int | None, typer.Option(help=f"Longest run of missing steps (absent timestamps or empty values) to fill by interpolation; longer gaps are refused. {_default(DataConfig, 'max_fill')}")] = None,
+    horizon: Annotated[int | None, typer.Option(help=f"Steps to forecast. {_default(ModelConfig, 'horizon')}")] = None,
+    input_size: Annotated[int | None, typer.Option(help=f"Steps of history each model sees. {_default(ModelConfig, 'input_size')}")] = None,
     name: Annotated[str | None, typer.Option(help="Pipeline name; outputs go to OUTPUT_DIR/NAME. Default: etth1.")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="Folder for published runs. Default: outputs/ in the project.")] = None,
-    max_epochs: Annotated[int | None, typer.Option(help="Upper bound on RNN training epochs (early stopping usually ends sooner). Default: 40.")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help=f"Upper bound on RNN training epochs (early stopping usually ends sooner). {_default(ModelConfig, 'max_epochs')}")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for every random choice; same data, config and seed give the same forecast. Default: 42.")] = None,
 ) -> None:
     """Train every candidate on the data, choose the champion and publish its forecast."""

@@ -3,41 +3,45 @@ forecast, publish. Importable for deployments; `forecast run` runs it with no se
 
 from __future__ import annotations
 
-from typing import Any
+import logging
 
 from prefect import flow
 from prefect.logging import get_run_logger
-from prefect.states import State
+from prefect.states import Failed, State
 
 from flows import tasks
 from forecasting.config import PipelineConfig, season_for
+from forecasting.errors import ForecastingError
 from forecasting.publishing import new_run_id
 
 
-class _Stopped(Exception):
-    """A task ended Failed on a user mistake; the flow ends with that task's state."""
+class _OneLineUserErrors(logging.Filter):
+    """Drops the traceback from Prefect's failure logs when the cause is a user mistake."""
 
-    def __init__(self, state: State) -> None:
-        super().__init__(state.message)
-        self.state = state
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ForecastingError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
-def _result(task: Any, *args: Any, **kwargs: Any) -> Any:
-    state = task(*args, return_state=True, **kwargs)
-    if state.is_failed():
-        raise _Stopped(state)
-    return state.result()
+def _install_log_filter() -> None:
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OneLineUserErrors) for f in logger.filters):
+            logger.addFilter(_OneLineUserErrors())
 
 
 @flow(name="forecast-pipeline", validate_parameters=True)
 def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
     """Trains every candidate, publishes the champion's model and forecast, returns a summary."""
     config = config or PipelineConfig()
+    _install_log_filter()
     logger = get_run_logger()
     try:
-        validated = _result(tasks.validate, _result(tasks.load, config), config)
+        validated = tasks.validate(tasks.load(config), config)
         season = season_for(validated.freq, config.model.season_length)
-        windows = _result(tasks.make_windows, validated, config)
+        windows = tasks.make_windows(validated, config)
         logger.info(
             f"{len(validated.series_ids)} series, freq {validated.freq}, "
             f"{len(windows.train)}/{len(windows.validation)}/{len(windows.test)} "
@@ -45,17 +49,17 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
         )
         # Sequential on purpose: candidates share TensorFlow's thread pools, so running them
         # concurrently on 2 cores only interleaves them (see benchmarks/).
-        results = [_result(tasks.train, kind, windows, config, season)
+        results = [tasks.train(kind, windows, config, season)
                    for kind in config.model.candidates]
-        choice = _result(tasks.select, results, config)
+        choice = tasks.select(results, config)
         logger.info(f"Champion: {choice.model}. {choice.reason}")
-        forecasts = _result(tasks.forecast, results, choice, windows, validated, config)
+        forecasts = tasks.forecast(results, choice, windows, validated, config)
         run_id = new_run_id()
-        files, manifest = _result(
-            tasks.package, run_id, config, data=validated, windows=windows, results=results,
+        files, manifest = tasks.package(
+            run_id, config, data=validated, windows=windows, results=results,
             choice=choice, forecasts=forecasts, season_length=season,
         )
-        path = _result(tasks.publish, config, run_id, files, manifest)
-    except _Stopped as stopped:
-        return stopped.state
+        path = tasks.publish(config, run_id, files, manifest)
+    except ForecastingError as error:
+        return Failed(message=str(error))
     return {"run_id": run_id, "champion": choice.model, "reason": choice.reason, "path": path}

@@ -1,56 +1,45 @@
-"""Prefect tasks: each is one call into `forecasting`.
-
-A user mistake (`ForecastingError`) ends its task Failed with the one-line message and no
-traceback; anything else is a bug and keeps Prefect's usual traceback.
-"""
+"""Prefect tasks: each is one call into `forecasting`. Retries only where I/O can flake."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from prefect.states import Failed
 
 from forecasting import data, outputs, publishing, selection, training, validation, windowing
 from forecasting.config import PipelineConfig
 from forecasting.errors import ForecastingError
 
 
-def _clean_failure(function: Callable) -> Callable:
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except ForecastingError as error:
-            get_run_logger().error(str(error))
-            return Failed(message=str(error))
-
-    return wrapper
+def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except ForecastingError:
+        return False
+    except Exception:
+        return True
+    return True
 
 
 # Inputs are models and large arrays: never hash them for caching.
 _task = functools.partial(task, cache_policy=NO_CACHE)
 
 
-@_task(retries=2, retry_delay_seconds=[2, 10])
-@_clean_failure
+@_task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_unless_user_error)
 def load(config: PipelineConfig) -> data.LoadedData:
     return data.load_series(config.data)
 
 
 @_task
-@_clean_failure
 def validate(loaded: data.LoadedData, config: PipelineConfig) -> validation.ValidatedData:
     return validation.validate(loaded, config.data, config.model, config.evaluation)
 
 
 @_task
-@_clean_failure
 def make_windows(validated: validation.ValidatedData, config: PipelineConfig) -> windowing.Windows:
     features = ["y", *config.data.covariates]
     return windowing.make_windows(validated.frame, features, config.model, config.evaluation)
@@ -66,7 +55,6 @@ def train(
 
 
 @_task
-@_clean_failure
 def select(results: list[training.CandidateResult], config: PipelineConfig) -> selection.Choice:
     return selection.select_champion(results, config.evaluation.metric)
 
@@ -91,7 +79,6 @@ def forecast(
 
 
 @_task
-@_clean_failure
 def publish(config: PipelineConfig, run_id: str, files: dict[str, bytes], manifest: dict) -> str:
     path = publishing.publish_run(config.output_dir, config.name, run_id, files, manifest)
     get_run_logger().info(f"Published run {run_id} to {path}")

@@ -71,7 +71,14 @@ class ModelConfig(_Frozen):
         description="Subtract each input window's last target value and add it back to the "
         "output (as NLinear does); makes the RNNs robust to level shifts.",
     )
-    max_epochs: int = Field(40, ge=1, le=10_000, description="Upper bound on training epochs.")
+    segment_length: int = Field(
+        24,
+        ge=1,
+        le=100_000,
+        description="Input steps each recurrent step reads; 1 reads the window step by step, "
+        "24 reads one day of hourly data per step (as SegRNN does).",
+    )
+    max_epochs: int = Field(100, ge=1, le=10_000, description="Upper bound on training epochs.")
     patience: int = Field(
         5, ge=1, le=1000, description="Epochs without validation improvement before stopping."
     )
@@ -83,6 +90,16 @@ class ModelConfig(_Frozen):
     season_length: int | None = Field(
         None, ge=1, description="Season for seasonal_naive and MASE; inferred from freq if empty."
     )
+
+
+    @model_validator(mode="after")
+    def _segments_fit(self) -> ModelConfig:
+        if self.segment_length > self.input_size:
+            raise ValueError(
+                f"segment_length ({self.segment_length}) must not exceed input_size "
+                f"({self.input_size}); lower segment_length (1 reads the window step by step)."
+            )
+        return self
 
 
 class EvaluationConfig(_Frozen):

@@ -54,7 +54,7 @@ def insample_scale(windows: Windows, season_length: int) -> np.ndarray:
     return np.array(scales)
 
 
-def test_truth(windows: Windows) -> np.ndarray:
+def held_out_truth(windows: Windows) -> np.ndarray:
     """The test targets in original units, shape (n_windows, horizon)."""
     return windows.scaling.descale_target(windows.test.targets.astype(np.float64), windows.test.series)
 

@@ -71,6 +71,7 @@ def build_rnn(
     layers: int = 1,
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
+    segment_length: int = 1,
     seed: int = 0,
 ):
     """Builds an uncompiled Keras model: stacked `kind` layers, then Dense(horizon).
@@ -92,6 +93,13 @@ def build_rnn(
         raise ValueError(f"Unknown RNN kind {kind!r}; expected one of {RNN_KINDS}.")
     inputs = keras.Input((input_size, n_features), name="window")
     hidden = inputs
+    if segment_length > 1:
+        # Each recurrent step reads one segment of `segment_length` steps (as SegRNN does):
+        # the oldest input_size % segment_length steps are dropped to make whole segments.
+        n_segments = input_size // segment_length
+        hidden = keras.layers.Cropping1D((input_size - n_segments * segment_length, 0))(hidden)
+        hidden = keras.layers.Reshape((n_segments, segment_length * n_features),
+                                      name="segments")(hidden)
     for depth in range(layers):
         hidden = layer_class(
             units,
@@ -135,6 +143,7 @@ class RNNForecaster:
             layers=config.layers,
             dropout=config.dropout,
             recurrent_dropout=config.recurrent_dropout,
+            segment_length=config.segment_length,
             seed=seed,
         )
         self.epochs_trained = 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from forecasting.config import ModelConfig
-from forecasting.evaluation import insample_scale, predict_windows, score, test_truth
+from forecasting.evaluation import insample_scale, predict_windows, score, held_out_truth
 from forecasting.models import Forecaster, RNNForecaster, make_forecaster
 from forecasting.windowing import Windows, full_history_windows
 
@@ -73,7 +73,7 @@ def train_candidate(
         return CandidateResult(kind, "failed", reason=reason,
                                seconds=time.perf_counter() - started)
     scale = insample_scale(windows, season_length)[windows.test.series]
-    metrics = score(test_truth(windows), y_hat, scale)
+    metrics = score(held_out_truth(windows), y_hat, scale)
     result = CandidateResult(
         kind,
         "ok",

@@ -14,6 +14,7 @@ from forecasting.errors import DataValidationError, InsufficientHistoryError
 from forecasting.windowing import min_series_length, split_sizes
 
 _SHOWN = 5  # offending rows quoted in a message
+_OFFSET = r"(Z|[+-]\d{2}:?\d{2})\s*$"  # a UTC offset at the end of a timestamp
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def validate(
             stacklevel=2,
         )
     return ValidatedData(
-        frame=frame.drop(columns="row").reset_index(drop=True),
+        frame=frame[["unique_id", "ds", *value_columns]].reset_index(drop=True),
         freq=freq,
         source=str(loaded.source),
         sha256=loaded.sha256,
@@ -100,14 +101,21 @@ def _rows(frame: pd.DataFrame, mask: np.ndarray | pd.Series, label: str) -> str:
 def _parse_timestamps(frame: pd.DataFrame, column: str, where: str, label: str) -> pd.Series:
     raw = frame["ds"]
     try:
-        parsed = pd.to_datetime(raw, errors="coerce")
-    except ValueError:
+        with warnings.catch_warnings():  # text that is no time at all is reported below
+            warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
+            parsed = pd.to_datetime(raw, errors="coerce")
+    except ValueError:  # pandas refuses offsets that differ between rows
+        parsed = None
+    bad = np.ones(len(raw), dtype=bool) if parsed is None else parsed.isna().to_numpy()
+    if bad.any():
+        # pandas also turns times with an offset into NaT after one without (and vice versa)
+        _check_one_offset(frame, bad, column, where, label)
+    if parsed is None:
         raise DataValidationError(
             f"{where}, column {column!r}: timestamps carry different time-zone offsets. "
             "Convert them to one offset (or to UTC) before loading. "
             f"Received: first values {reprlib_list(raw)}"
-        ) from None
-    bad = parsed.isna().to_numpy()
+        )
     if bad.any():
         examples = reprlib_list(raw[bad].fillna("<empty>"))
         raise DataValidationError(
@@ -116,6 +124,28 @@ def _parse_timestamps(frame: pd.DataFrame, column: str, where: str, label: str) 
             "like '2016-07-01 00:00:00'."
         )
     return parsed
+
+
+def _check_one_offset(
+    frame: pd.DataFrame, suspects: np.ndarray, column: str, where: str, label: str
+) -> None:
+    """Raises if timestamps that pandas refused parse one by one but differ in UTC offset."""
+    raw = frame["ds"]
+    alone = pd.to_datetime(raw.where(suspects), errors="coerce", format="mixed", utc=True)
+    usable = ~suspects | alone.notna().to_numpy()
+    if not usable.any():
+        return
+    offsets = raw.astype(str).str.extract(_OFFSET, expand=False)
+    offsets = offsets.str.replace(":", "").replace("Z", "+0000").fillna("none")
+    first = int(np.flatnonzero(usable)[0])
+    differs = usable & (offsets != offsets.iloc[first]).to_numpy()
+    if differs.any():
+        raise DataValidationError(
+            f"{where}, column {column!r}: timestamps carry different time-zone offsets; "
+            f"{label} {frame['row'].iloc[first]} reads {raw.iloc[first]!r} but "
+            f"{_rows(frame, differs, label)} carry another offset (or none), such as "
+            f"{reprlib_list(raw[differs])}. Convert them to one offset (or to UTC) before loading."
+        )
 
 
 def _parse_numbers(frame: pd.DataFrame, column: str, name: str, where: str, label: str) -> pd.Series:

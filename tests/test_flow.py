@@ -1,0 +1,132 @@
+"""The Prefect flow end to end on a real ETTh1 slice with tiny real models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasting.config import DataConfig, ModelConfig, PipelineConfig
+from forecasting.publishing import read_latest
+from tests.conftest import ETTH1
+
+pytestmark = pytest.mark.slow
+
+RUN_FILES = {"forecast.csv", "forecast.parquet", "candidate_forecasts.parquet", "leaderboard.csv",
+             "preprocessing.json", "model.keras"}
+
+
+def run_flow(folder: Path, candidates: tuple[str, ...]) -> tuple[PipelineConfig, dict]:
+    from flows.pipeline import forecast_pipeline
+
+    data = folder / "slice.csv"
+    data.write_text("".join(open(ETTH1).readlines()[:1201]))
+    config = PipelineConfig(
+        name="slice", output_dir=folder / "outputs", data=DataConfig(path=data),
+        model=ModelConfig(horizon=6, input_size=24, segment_length=6, units=8, max_epochs=3,
+                          patience=2, finetune_epochs=1, candidates=candidates),
+    )
+    return config, forecast_pipeline(config)
+
+
+@pytest.fixture(scope="module")
+def published(prefect_harness, tmp_path_factory) -> tuple[PipelineConfig, dict]:
+    all_kinds = ("naive", "seasonal_naive", "simple_rnn", "gru", "lstm")
+    return run_flow(tmp_path_factory.mktemp("flow"), all_kinds)
+
+
+@pytest.fixture(scope="module")
+def published_gru(prefect_harness, tmp_path_factory) -> tuple[PipelineConfig, dict]:
+    return run_flow(tmp_path_factory.mktemp("gru"), ("gru",))
+
+
+def test_run_folder_holds_every_file_listed_with_its_hash(published) -> None:
+    config, summary = published
+    run_dir = Path(summary["path"])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    rnn_won = summary["champion"] in ("simple_rnn", "gru", "lstm")
+    expected = RUN_FILES if rnn_won else RUN_FILES - {"model.keras"}
+    assert set(manifest["files"]) == expected
+    for name, entry in manifest["files"].items():
+        data = (run_dir / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    assert (config.output_dir / "slice" / "latest").resolve() == run_dir.resolve()
+
+
+def test_manifest_records_data_config_versions_and_choice(published) -> None:
+    config, summary = published
+    manifest = read_latest(config.output_dir, "slice").manifest
+    assert manifest["schema_version"] == 1
+    assert manifest["run_id"] == summary["run_id"]
+    assert manifest["data"]["rows"] == 1200
+    assert manifest["data"]["first_ds"] == "2016-07-01T00:00:00"
+    assert manifest["as_of"] == manifest["data"]["last_ds"] == "2016-08-19T23:00:00"
+    assert manifest["data"]["sha256"] == hashlib.sha256(config.data.path.read_bytes()).hexdigest()
+    assert manifest["config"]["model"]["horizon"] == 6
+    assert {"keras", "pandas", "numpy"} <= set(manifest["versions"])
+    assert manifest["seeds"]["seed"] == 42
+    assert manifest["champion"]["model"] == summary["champion"]
+    assert [c["model"] for c in manifest["candidates"]] == list(config.model.candidates)
+
+
+def test_forecast_follows_the_readers_contract(published) -> None:
+    config, summary = published
+    latest = read_latest(config.output_dir, "slice")
+    text = pd.read_csv(latest.path / "forecast.csv")
+    assert list(text.columns) == ["unique_id", "ds", "horizon_step", "y_hat", "model", "run_id",
+                                  "as_of"]
+    assert text["ds"].tolist()[:2] == ["2016-08-20T00:00:00", "2016-08-20T01:00:00"]
+    assert text["horizon_step"].tolist() == list(range(1, 7))
+    assert (text["model"] == summary["champion"]).all()
+    assert (text["run_id"] == summary["run_id"]).all()
+    assert np.isfinite(text["y_hat"]).all()
+    np.testing.assert_allclose(latest.forecast["y_hat"], text["y_hat"])
+
+
+def test_leaderboard_scores_every_candidate(published) -> None:
+    config, _ = published
+    board = pd.read_csv(read_latest(config.output_dir, "slice").path / "leaderboard.csv")
+    assert board["model"].tolist() == list(config.model.candidates)
+    assert (board["status"] == "ok").all()
+    assert board[["mae", "rmse", "mase", "smape"]].gt(0).all().all()
+
+
+def test_published_model_reproduces_the_published_forecast(published_gru) -> None:
+    config, summary = published_gru
+    assert summary["champion"] == "gru"
+    latest = read_latest(config.output_dir, "slice")
+    spec = json.loads((latest.path / "preprocessing.json").read_text())
+    assert (latest.path / "model.keras").exists()
+    history = pd.read_csv(config.data.path)["OT"].to_numpy()[-spec["input_size"]:]
+    scaling = spec["scaling"]["OT"]["y"]
+    x = (history - scaling["mean"]) / scaling["std"]
+    level = x[-1] if spec["window_normalization"] == "last_value" else 0.0
+    model = keras.models.load_model(latest.path / "model.keras", safe_mode=True)
+    y = model.predict((x - level)[None, :, None].astype("float32"), verbose=0)[0] + level
+    np.testing.assert_allclose(y * scaling["std"] + scaling["mean"], latest.forecast["y_hat"],
+                               rtol=1e-5)
+
+
+def test_bad_data_fails_the_flow_with_one_line_and_no_traceback(
+    prefect_harness, tiny_config, tmp_path, caplog
+) -> None:
+    from flows.pipeline import forecast_pipeline
+
+    bad = tmp_path / "bad.csv"
+    lines = tiny_config.data.path.read_text().splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ",--"
+    bad.write_text("\n".join(lines) + "\n")
+    config = tiny_config.model_copy(update={"data": tiny_config.data.model_copy(
+        update={"path": bad})})
+    with caplog.at_level(logging.INFO):
+        state = forecast_pipeline(config, return_state=True)
+    assert state.is_failed()
+    assert "line 6" in state.message and "--na-values" in state.message
+    assert "Traceback" not in caplog.text and "NoneType: None" not in caplog.text
+    assert not (tmp_path / "outputs").exists()
