@@ -45,21 +45,81 @@ def _fail(error: ForecastingError) -> None:
 
 @app.command()
 def run(
-    config_file: Annotated[Path | None, typer.Option("--config", help="TOML file with the same keys as these options (\\[data], \\[model], \\[evaluation] tables); its relative paths resolve against its folder.")] = None,
-    data: Annotated[Path | None, typer.Option(help="CSV or Parquet file with the series. Default: the bundled data/ETTh1.csv.")] = None,
-    time_column: Annotated[str | None, typer.Option(help=f"Column with the timestamps. {_default(DataConfig, 'time_column')}")] = None,
-    target_column: Annotated[str | None, typer.Option(help=f"Numeric column to forecast. {_default(DataConfig, 'target_column')}")] = None,
-    id_column: Annotated[str | None, typer.Option(help="Column naming each series, for a file holding many series.")] = None,
-    covariates: Annotated[str | None, typer.Option(help="Comma-separated numeric columns fed to the RNNs as extra inputs, e.g. HUFL,HULL.")] = None,
-    freq: Annotated[str | None, typer.Option(help="pandas frequency such as h or 15min. Default: the most common step in the file.")] = None,
-    na_values: Annotated[str | None, typer.Option(help="Comma-separated extra markers of missing values, e.g. --,n.a.")] = None,
-    max_fill: Annotated[int | None, typer.Option(help=f"Longest run of missing steps (absent timestamps or empty values) to fill by interpolation; longer gaps are refused. {_default(DataConfig, 'max_fill')}")] = None,
-    horizon: Annotated[int | None, typer.Option(help=f"Steps to forecast. {_default(ModelConfig, 'horizon')}")] = None,
-    input_size: Annotated[int | None, typer.Option(help=f"Steps of history each model sees. {_default(ModelConfig, 'input_size')}")] = None,
-    name: Annotated[str | None, typer.Option(help="Pipeline name; outputs go to OUTPUT_DIR/NAME. Default: etth1.")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="Folder for published runs. Default: outputs/ in the project.")] = None,
-    max_epochs: Annotated[int | None, typer.Option(help=f"Upper bound on RNN training epochs (early stopping usually ends sooner). {_default(ModelConfig, 'max_epochs')}")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for every random choice; same data, config and seed give the same forecast. Default: 42.")] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML file with the same keys as these options (\\[data], \\[model], \\[evaluation] tables); its relative paths resolve against its folder.",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV or Parquet file with the series. Default: the bundled data/ETTh1.csv."
+        ),
+    ] = None,
+    time_column: Annotated[
+        str | None,
+        typer.Option(help=f"Column with the timestamps. {_default(DataConfig, 'time_column')}"),
+    ] = None,
+    target_column: Annotated[
+        str | None,
+        typer.Option(help=f"Numeric column to forecast. {_default(DataConfig, 'target_column')}"),
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option(help="Column naming each series, for a file holding many series.")
+    ] = None,
+    covariates: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated numeric columns fed to the RNNs as extra inputs, e.g. HUFL,HULL."
+        ),
+    ] = None,
+    freq: Annotated[
+        str | None,
+        typer.Option(
+            help="pandas frequency such as h or 15min. Default: the most common step in the file."
+        ),
+    ] = None,
+    na_values: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated extra markers of missing values, e.g. --,n.a."),
+    ] = None,
+    max_fill: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Longest run of missing steps (absent timestamps or empty values) to fill by interpolation; longer gaps are refused. {_default(DataConfig, 'max_fill')}"
+        ),
+    ] = None,
+    horizon: Annotated[
+        int | None, typer.Option(help=f"Steps to forecast. {_default(ModelConfig, 'horizon')}")
+    ] = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Steps of history each model sees. {_default(ModelConfig, 'input_size')}"
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Pipeline name; outputs go to OUTPUT_DIR/NAME. Default: etth1."),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder for published runs. Default: outputs/ in the project."),
+    ] = None,
+    max_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Upper bound on RNN training epochs (early stopping usually ends sooner). {_default(ModelConfig, 'max_epochs')}"
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed for every random choice; same data, config and seed give the same forecast. Default: 42."
+        ),
+    ] = None,
 ) -> None:
     """Train every candidate on the data, choose the champion and publish its forecast."""
     try:
@@ -88,7 +148,9 @@ def run(
 @app.command()
 def show(
     name: Annotated[str, typer.Argument(help="Pipeline name, e.g. etth1.")],
-    output_dir: Annotated[Path, typer.Option(help="Folder holding published runs.")] = DEFAULT_OUTPUT_DIR,
+    output_dir: Annotated[
+        Path, typer.Option(help="Folder holding published runs.")
+    ] = DEFAULT_OUTPUT_DIR,
     rows: Annotated[int, typer.Option(help="Forecast rows to print.")] = 10,
 ) -> None:
     """Print the latest champion, its leaderboard and the head of its forecast."""
@@ -110,13 +172,24 @@ def _build(config_file: Path | None, options: dict):
     base_dir = config_file.resolve().parent if config_file else None
     config = build_config(values, base_dir)
     overrides = {
-        "name": options["name"], "seed": options["seed"], "output_dir": options["output_dir"],
-        "data": {"path": options["data"], "time_column": options["time_column"],
-                 "target_column": options["target_column"], "id_column": options["id_column"],
-                 "covariates": _csv(options["covariates"]), "freq": options["freq"],
-                 "na_values": _csv(options["na_values"]), "max_fill": options["max_fill"]},
-        "model": {"horizon": options["horizon"], "input_size": options["input_size"],
-                  "max_epochs": options["max_epochs"]},
+        "name": options["name"],
+        "seed": options["seed"],
+        "output_dir": options["output_dir"],
+        "data": {
+            "path": options["data"],
+            "time_column": options["time_column"],
+            "target_column": options["target_column"],
+            "id_column": options["id_column"],
+            "covariates": _csv(options["covariates"]),
+            "freq": options["freq"],
+            "na_values": _csv(options["na_values"]),
+            "max_fill": options["max_fill"],
+        },
+        "model": {
+            "horizon": options["horizon"],
+            "input_size": options["input_size"],
+            "max_epochs": options["max_epochs"],
+        },
     }
     merged = config.model_dump()
     for key, value in overrides.items():

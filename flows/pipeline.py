@@ -49,15 +49,20 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
         )
         # Sequential on purpose: candidates share TensorFlow's thread pools, so running them
         # concurrently on 2 cores only interleaves them (see benchmarks/).
-        results = [tasks.train(kind, windows, config, season)
-                   for kind in config.model.candidates]
+        results = [tasks.train(kind, windows, config, season) for kind in config.model.candidates]
         choice = tasks.select(results, config)
         logger.info(f"Champion: {choice.model}. {choice.reason}")
         forecasts = tasks.forecast(results, choice, windows, validated, config)
         run_id = new_run_id()
         files, manifest = tasks.package(
-            run_id, config, data=validated, windows=windows, results=results,
-            choice=choice, forecasts=forecasts, season_length=season,
+            run_id,
+            config,
+            data=validated,
+            windows=windows,
+            results=results,
+            choice=choice,
+            forecasts=forecasts,
+            season_length=season,
         )
         path = tasks.publish(config, run_id, files, manifest)
     except ForecastingError as error:

@@ -91,7 +91,6 @@ class ModelConfig(_Frozen):
         None, ge=1, description="Season for seasonal_naive and MASE; inferred from freq if empty."
     )
 
-
     @model_validator(mode="after")
     def _segments_fit(self) -> ModelConfig:
         if self.segment_length > self.input_size:
@@ -156,7 +155,9 @@ def build_config(values: dict, base_dir: Path | None = None) -> PipelineConfig:
     Raises:
         ConfigError: A value is missing, unknown or out of bounds.
     """
-    values = {key: dict(value) if isinstance(value, dict) else value for key, value in values.items()}
+    values = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in values.items()
+    }
     if base_dir is not None:
         if "output_dir" in values:
             values["output_dir"] = base_dir / Path(values["output_dir"]).expanduser()
@@ -183,7 +184,9 @@ def load_config_file(path: Path) -> dict:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"Config file {str(path)!r} does not exist. Check the --config path.") from None
+        raise ConfigError(
+            f"Config file {str(path)!r} does not exist. Check the --config path."
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"Config file {str(path)!r} is not valid TOML: {error}.") from None
 

@@ -89,7 +89,9 @@ def _read_csv(path: Path, wanted: list[str], config: DataConfig) -> pd.DataFrame
             f"({', '.join(wanted)}) followed by one line per observation."
         ) from None
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise DataValidationError(f"Data file {str(path)!r} is not readable CSV: {error}.") from None
+        raise DataValidationError(
+            f"Data file {str(path)!r} is not readable CSV: {error}."
+        ) from None
     _check_columns(path, header, wanted)
     text_columns = {name: str for name in wanted}
     try:
@@ -97,7 +99,9 @@ def _read_csv(path: Path, wanted: list[str], config: DataConfig) -> pd.DataFrame
             path, usecols=wanted, dtype=text_columns, na_values=list(config.na_values)
         )
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise DataValidationError(f"Data file {str(path)!r} is not readable CSV: {error}.") from None
+        raise DataValidationError(
+            f"Data file {str(path)!r} is not readable CSV: {error}."
+        ) from None
     if raw.empty:
         raise DataValidationError(
             f"Data file {str(path)!r} has a header but no data lines. Add observations below the "

@@ -40,7 +40,7 @@ METRICS: dict[str, Metric] = {"mae": mae, "rmse": rmse, "mase": mase, "smape": s
 
 
 def insample_scale(windows: Windows, season_length: int) -> np.ndarray:
-    """Per series, the MAE of the seasonal naive forecast over its training block, shape (n_series,).
+    """Per series, the seasonal naive forecast's MAE over its training block; (n_series,).
 
     Falls back to the one-step naive error when the training block is shorter than a season,
     and to 1 for a block that never changes.
@@ -56,7 +56,9 @@ def insample_scale(windows: Windows, season_length: int) -> np.ndarray:
 
 def held_out_truth(windows: Windows) -> np.ndarray:
     """The test targets in original units, shape (n_windows, horizon)."""
-    return windows.scaling.descale_target(windows.test.targets.astype(np.float64), windows.test.series)
+    return windows.scaling.descale_target(
+        windows.test.targets.astype(np.float64), windows.test.series
+    )
 
 
 def predict_windows(forecaster, windows: Windows, split: WindowSet) -> np.ndarray:

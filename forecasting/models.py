@@ -87,8 +87,11 @@ def build_rnn(
     """
     import keras
 
-    layer_class = {"simple_rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU,
-                   "lstm": keras.layers.LSTM}.get(kind)
+    layer_class = {
+        "simple_rnn": keras.layers.SimpleRNN,
+        "gru": keras.layers.GRU,
+        "lstm": keras.layers.LSTM,
+    }.get(kind)
     if layer_class is None:
         raise ValueError(f"Unknown RNN kind {kind!r}; expected one of {RNN_KINDS}.")
     inputs = keras.Input((input_size, n_features), name="window")
@@ -98,8 +101,9 @@ def build_rnn(
         # the oldest input_size % segment_length steps are dropped to make whole segments.
         n_segments = input_size // segment_length
         hidden = keras.layers.Cropping1D((input_size - n_segments * segment_length, 0))(hidden)
-        hidden = keras.layers.Reshape((n_segments, segment_length * n_features),
-                                      name="segments")(hidden)
+        hidden = keras.layers.Reshape((n_segments, segment_length * n_features), name="segments")(
+            hidden
+        )
     for depth in range(layers):
         hidden = layer_class(
             units,
@@ -187,8 +191,11 @@ class RNNForecaster:
             batch_size=self.config.batch_size,
             shuffle=True,
             verbose=0,
-            callbacks=[keras.callbacks.TerminateOnNaN(raise_error=True), stopper,
-                       *(callbacks or [])],
+            callbacks=[
+                keras.callbacks.TerminateOnNaN(raise_error=True),
+                stopper,
+                *(callbacks or []),
+            ],
         )
         self.epochs_trained = len(history.history["loss"])
         self.best_epoch = stopper.best_epoch + 1
@@ -203,8 +210,12 @@ class RNNForecaster:
         self._compile(self.config.learning_rate / 10)
         inputs, level = self._shift(windows.inputs)
         self.model.fit(
-            inputs, windows.targets - level, epochs=epochs, batch_size=self.config.batch_size,
-            shuffle=True, verbose=0,
+            inputs,
+            windows.targets - level,
+            epochs=epochs,
+            batch_size=self.config.batch_size,
+            shuffle=True,
+            verbose=0,
             callbacks=[keras.callbacks.TerminateOnNaN(raise_error=True)],
         )
         return self
@@ -226,8 +237,9 @@ class RNNForecaster:
             return path.read_bytes()
 
 
-def make_forecaster(kind: str, config: ModelConfig, n_features: int, season_length: int,
-                    seed: int) -> Forecaster:
+def make_forecaster(
+    kind: str, config: ModelConfig, n_features: int, season_length: int, seed: int
+) -> Forecaster:
     """Builds an untrained candidate of `kind` with one shared set of settings."""
     if kind == "naive":
         return NaiveForecaster(config.horizon)

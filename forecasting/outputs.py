@@ -17,8 +17,17 @@ from forecasting.training import CandidateResult
 from forecasting.validation import ValidatedData
 from forecasting.windowing import Windows, last_inputs
 
-_VERSIONED = ("recurrent-forecast", "numpy", "pandas", "keras", "tensorflow", "tensorflow-cpu",
-              "scikit-learn", "prefect", "pyarrow")
+_VERSIONED = (
+    "recurrent-forecast",
+    "numpy",
+    "pandas",
+    "keras",
+    "tensorflow",
+    "tensorflow-cpu",
+    "scikit-learn",
+    "prefect",
+    "pyarrow",
+)
 
 
 def forecast_future(
@@ -39,16 +48,22 @@ def forecast_future(
     offset = pd.tseries.frequencies.to_offset(data.freq)
     parts = []
     for index, series_id in enumerate(windows.series_ids):
-        parts.append(pd.DataFrame({
-            "unique_id": series_id,
-            "ds": pd.date_range(last[series_id] + offset, periods=horizon, freq=offset),
-            "horizon_step": np.arange(1, horizon + 1),
-            "y_hat": y_hat[index],
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "unique_id": series_id,
+                    "ds": pd.date_range(last[series_id] + offset, periods=horizon, freq=offset),
+                    "horizon_step": np.arange(1, horizon + 1),
+                    "y_hat": y_hat[index],
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
-def label_forecast(frame: pd.DataFrame, model: str, run_id: str, as_of: pd.Timestamp) -> pd.DataFrame:
+def label_forecast(
+    frame: pd.DataFrame, model: str, run_id: str, as_of: pd.Timestamp
+) -> pd.DataFrame:
     """Adds the reader contract's `model`, `run_id` and `as_of` columns."""
     return frame.assign(model=model, run_id=run_id, as_of=as_of)
 
@@ -113,13 +128,24 @@ def build_manifest(
         "season_length": season_length,
         "seeds": {"seed": config.seed, "per_candidate": {r.kind: config.seed for r in results}},
         "versions": {"python": platform.python_version(), **_versions()},
-        "champion": {"model": choice.model, "reason": choice.reason,
-                     "margins_percent": choice.margins},
+        "champion": {
+            "model": choice.model,
+            "reason": choice.reason,
+            "margins_percent": choice.margins,
+        },
         "candidates": [
-            {"model": r.kind, "status": r.status, "metrics": r.metrics, "reason": r.reason,
-             "seconds": round(r.seconds, 3), "epochs": r.epochs, "best_epoch": r.best_epoch,
-             "fine_tuned_epochs": config.model.finetune_epochs
-             if r.kind == choice.model and isinstance(r.forecaster, RNNForecaster) else 0}
+            {
+                "model": r.kind,
+                "status": r.status,
+                "metrics": r.metrics,
+                "reason": r.reason,
+                "seconds": round(r.seconds, 3),
+                "epochs": r.epochs,
+                "best_epoch": r.best_epoch,
+                "fine_tuned_epochs": config.model.finetune_epochs
+                if r.kind == choice.model and isinstance(r.forecaster, RNNForecaster)
+                else 0,
+            }
             for r in results
         ],
     }
@@ -164,6 +190,13 @@ def assemble_run(
     files["preprocessing.json"] = json_bytes(
         preprocessing_spec(windows, config, data, choice.model, season_length)
     )
-    manifest = build_manifest(run_id=run_id, as_of=as_of, config=config, data=data,
-                              results=results, choice=choice, season_length=season_length)
+    manifest = build_manifest(
+        run_id=run_id,
+        as_of=as_of,
+        config=config,
+        data=data,
+        results=results,
+        choice=choice,
+        season_length=season_length,
+    )
     return files, manifest

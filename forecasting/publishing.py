@@ -49,7 +49,9 @@ def iso(value: pd.Timestamp) -> str:
     return pd.Timestamp(value).isoformat()
 
 
-def frame_files(forecast: pd.DataFrame, candidates: pd.DataFrame, leaderboard: pd.DataFrame) -> dict[str, bytes]:
+def frame_files(
+    forecast: pd.DataFrame, candidates: pd.DataFrame, leaderboard: pd.DataFrame
+) -> dict[str, bytes]:
     """Serializes the run's tables: forecast as CSV (ISO-8601 `ds`, `as_of`) and Parquet."""
     text = forecast.copy()
     for column in ("ds", "as_of"):
@@ -150,7 +152,9 @@ def read_run(run_dir: Path) -> PublishedRun:
     try:
         manifest = json.loads((run_dir / MANIFEST).read_bytes())
     except (OSError, json.JSONDecodeError) as error:
-        raise PublishError(f"Run folder {str(run_dir)!r} has no readable manifest: {error}.") from None
+        raise PublishError(
+            f"Run folder {str(run_dir)!r} has no readable manifest: {error}."
+        ) from None
     for filename, expected in manifest["files"].items():
         try:
             data = (run_dir / filename).read_bytes()

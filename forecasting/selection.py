@@ -10,8 +10,18 @@ from forecasting.config import MODEL_ORDER, RNN_KINDS
 from forecasting.errors import TrainingError
 from forecasting.training import CandidateResult
 
-LEADERBOARD_COLUMNS = ["model", "status", "mae", "rmse", "mase", "smape", "seconds", "epochs",
-                       "best_epoch", "reason"]
+LEADERBOARD_COLUMNS = [
+    "model",
+    "status",
+    "mae",
+    "rmse",
+    "mase",
+    "smape",
+    "seconds",
+    "epochs",
+    "best_epoch",
+    "reason",
+]
 
 
 @dataclass(frozen=True)
@@ -33,8 +43,15 @@ class Choice:
 def leaderboard(results: list[CandidateResult]) -> pd.DataFrame:
     """One row per candidate in the order given, with metrics, status and failure reason."""
     rows = [
-        {"model": r.kind, "status": r.status, **r.metrics, "seconds": round(r.seconds, 3),
-         "epochs": r.epochs, "best_epoch": r.best_epoch, "reason": r.reason}
+        {
+            "model": r.kind,
+            "status": r.status,
+            **r.metrics,
+            "seconds": round(r.seconds, 3),
+            "epochs": r.epochs,
+            "best_epoch": r.best_epoch,
+            "reason": r.reason,
+        }
         for r in results
     ]
     return pd.DataFrame(rows).reindex(columns=LEADERBOARD_COLUMNS)
@@ -65,8 +82,9 @@ def _reason(
 ) -> str:
     score = best.metrics[metric]
     text = f"{best.kind} has the lowest test {metric.upper()} ({score:.4g})"
-    compared = [f"{margin:.1f}% better than {kind}" for kind, margin in margins.items()
-                if kind != best.kind]
+    compared = [
+        f"{margin:.1f}% better than {kind}" for kind, margin in margins.items() if kind != best.kind
+    ]
     if compared:
         text += ", " + " and ".join(compared)
     text += "."

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from forecasting.config import ModelConfig
-from forecasting.evaluation import insample_scale, predict_windows, score, held_out_truth
+from forecasting.evaluation import held_out_truth, insample_scale, predict_windows, score
 from forecasting.models import Forecaster, RNNForecaster, make_forecaster
 from forecasting.windowing import Windows, full_history_windows
 
@@ -70,8 +70,7 @@ def train_candidate(
     except Exception as error:  # noqa: BLE001 - any failure of one candidate must not stop the run
         reason = f"{type(error).__name__}: {error}".strip()
         say(f"{kind} failed: {reason}")
-        return CandidateResult(kind, "failed", reason=reason,
-                               seconds=time.perf_counter() - started)
+        return CandidateResult(kind, "failed", reason=reason, seconds=time.perf_counter() - started)
     scale = insample_scale(windows, season_length)[windows.test.series]
     metrics = score(held_out_truth(windows), y_hat, scale)
     result = CandidateResult(
@@ -85,15 +84,14 @@ def train_candidate(
         test_predictions=y_hat,
     )
     say(
-        f"{kind}: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items())
+        f"{kind}: "
+        + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items())
         + f" ({result.seconds:.1f} s, {result.epochs} epochs)"
     )
     return result
 
 
-def refit_champion(
-    champion: CandidateResult, windows: Windows, config: ModelConfig
-) -> Forecaster:
+def refit_champion(champion: CandidateResult, windows: Windows, config: ModelConfig) -> Forecaster:
     """Brings the champion up to the last observation before it forecasts.
 
     An RNN is fine-tuned for `config.finetune_epochs` epochs at a tenth of its learning rate on

@@ -91,11 +91,15 @@ def validate(
     )
 
 
-def _rows(frame: pd.DataFrame, mask: np.ndarray | pd.Series, label: str) -> str:
+def _rows(frame: pd.DataFrame, mask: np.ndarray | pd.Series, label: str, verb: str) -> str:
+    """Names the offending lines with a verb that agrees: 'line 6 holds', 'lines 6, 9 hold'."""
     rows = frame.loc[np.asarray(mask), "row"].tolist()
     shown = ", ".join(str(row) for row in rows[:_SHOWN])
     more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
-    return f"{label}{'s' if len(rows) > 1 else ''} {shown}{more}"
+    if len(rows) > 1:
+        return f"{label}s {shown}{more} {verb}"
+    singular = verb[:-1] + "ies" if verb.endswith("y") else verb + "s"
+    return f"{label} {shown} {singular}"
 
 
 def _parse_timestamps(frame: pd.DataFrame, column: str, where: str, label: str) -> pd.Series:
@@ -119,8 +123,8 @@ def _parse_timestamps(frame: pd.DataFrame, column: str, where: str, label: str) 
     if bad.any():
         examples = reprlib_list(raw[bad].fillna("<empty>"))
         raise DataValidationError(
-            f"{where}, column {column!r}: {_rows(frame, bad, label)} hold timestamps that cannot "
-            f"be parsed, such as {examples}. Fix or remove those lines; timestamps should look "
+            f"{where}, column {column!r}: {_rows(frame, bad, label, 'hold')} timestamps that "
+            f"cannot be parsed, such as {examples}. Fix or remove those lines; timestamps should look "
             "like '2016-07-01 00:00:00'."
         )
     return parsed
@@ -143,26 +147,28 @@ def _check_one_offset(
         raise DataValidationError(
             f"{where}, column {column!r}: timestamps carry different time-zone offsets; "
             f"{label} {frame['row'].iloc[first]} reads {raw.iloc[first]!r} but "
-            f"{_rows(frame, differs, label)} carry another offset (or none), such as "
+            f"{_rows(frame, differs, label, 'carry')} another offset (or none), such as "
             f"{reprlib_list(raw[differs])}. Convert them to one offset (or to UTC) before loading."
         )
 
 
-def _parse_numbers(frame: pd.DataFrame, column: str, name: str, where: str, label: str) -> pd.Series:
+def _parse_numbers(
+    frame: pd.DataFrame, column: str, name: str, where: str, label: str
+) -> pd.Series:
     raw = frame[column]
     numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
     text = (numbers.isna() & raw.notna()).to_numpy()
     if text.any():
         examples = reprlib_list(raw[text])
         raise DataValidationError(
-            f"{where}, column {name!r} must be numeric; {_rows(frame, text, label)} hold text "
+            f"{where}, column {name!r} must be numeric; {_rows(frame, text, label, 'hold')} text "
             f"such as {examples}. Clean them, or declare them missing with --na-values "
             f"(for example --na-values {raw[text].iloc[0]!s})."
         )
     infinite = np.isinf(numbers.to_numpy())
     if infinite.any():
         raise DataValidationError(
-            f"{where}, column {name!r}: {_rows(frame, infinite, label)} hold infinite values. "
+            f"{where}, column {name!r}: {_rows(frame, infinite, label, 'hold')} infinite values. "
             "Replace them with real measurements, or leave them empty to have short gaps filled."
         )
     return numbers
@@ -180,7 +186,7 @@ def _drop_duplicates(
     if conflicting.any():
         sample = frame[conflicting].iloc[0]
         raise DataValidationError(
-            f"{where}, column {column!r}: {_rows(frame, conflicting, label)} repeat a timestamp "
+            f"{where}, column {column!r}: {_rows(frame, conflicting, label, 'repeat')} a timestamp "
             f"with different values (series {sample['unique_id']!r} at {sample['ds']}). "
             "Keep one observation per timestamp and series, or name the series column with "
             "--id-column if the file holds several series."
@@ -207,7 +213,7 @@ def _regularize(
         if off_grid.any():
             raise DataValidationError(
                 f"{where}, column {column!r}, series {series_id!r}: "
-                f"{_rows(group, off_grid, label)} fall between steps of the frequency {freq!r} "
+                f"{_rows(group, off_grid, label, 'fall')} between steps of the frequency {freq!r} "
                 f"(such as {group['ds'][off_grid].iloc[0]}); the frequency changes mid-file. "
                 "Resample the file to one frequency, or pass --freq if the inferred one is wrong."
             )
@@ -259,7 +265,8 @@ def _check_lengths(
         sid = short[0]
         n_val, n_test = split_sizes(int(lengths[sid]), model.horizon, evaluation)
         raise InsufficientHistoryError(
-            f"{where}: series {reprlib_list(pd.Series(short))} too short. Series {sid!r} has "
+            f"{where}: {len(short)} series too short {reprlib_list(pd.Series(short))}. "
+            f"Series {sid!r} has "
             f"{lengths[sid]} steps; it needs at least {needed[sid]} (input_size "
             f"{model.input_size} + horizon {model.horizon} for one training window, plus "
             f"validation and test blocks of at least one horizon each). Lower --input-size "
@@ -272,8 +279,9 @@ def _check_not_constant(frame: pd.DataFrame, target: str, where: str) -> None:
     constant = spread.index[spread.to_numpy() == 0].tolist()
     if constant:
         raise DataValidationError(
-            f"{where}, column {target!r}: series {reprlib_list(pd.Series(constant))} never "
-            "change value, so there is nothing to learn and scaled errors are undefined. "
+            f"{where}, column {target!r}: the target never changes value in series "
+            f"{reprlib_list(pd.Series(constant))}, so there is nothing to learn and scaled errors "
+            "are undefined. "
             "Remove them from the file."
         )
 

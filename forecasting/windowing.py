@@ -173,7 +173,7 @@ def full_history_windows(windows: Windows, input_size: int, horizon: int) -> Win
 
 
 def last_inputs(windows: Windows, input_size: int) -> np.ndarray:
-    """The scaled last `input_size` steps of each series, shape (n_series, input_size, n_features)."""
+    """The scaled last `input_size` steps of each series; (n_series, input_size, n_features)."""
     return np.stack(
         [
             ((v[-input_size:] - windows.scaling.mean[i]) / windows.scaling.std[i])

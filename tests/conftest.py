@@ -25,13 +25,21 @@ def synthetic_panel(n_series: int = 3, length: int = 400, seed: int = 0) -> pd.D
     frames = []
     for index in range(n_series):
         steps = np.arange(length)
-        y = (10 * (index + 1) + 0.01 * steps + 3 * np.sin(2 * np.pi * steps / 24)
-             + rng.normal(0, 0.3, length))
-        frames.append(pd.DataFrame({
-            "unique_id": f"s{index}",
-            "ds": pd.date_range("2024-01-01", periods=length, freq="h"),
-            "y": y,
-        }))
+        y = (
+            10 * (index + 1)
+            + 0.01 * steps
+            + 3 * np.sin(2 * np.pi * steps / 24)
+            + rng.normal(0, 0.3, length)
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "unique_id": f"s{index}",
+                    "ds": pd.date_range("2024-01-01", periods=length, freq="h"),
+                    "y": y,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -49,8 +57,16 @@ def panel_csv(tmp_path: Path, panel: pd.DataFrame) -> Path:
 
 @pytest.fixture
 def tiny_model() -> ModelConfig:
-    return ModelConfig(horizon=6, input_size=24, segment_length=6, units=4, max_epochs=2, patience=1,
-                       batch_size=64, finetune_epochs=1)
+    return ModelConfig(
+        horizon=6,
+        input_size=24,
+        segment_length=6,
+        units=4,
+        max_epochs=2,
+        patience=1,
+        batch_size=64,
+        finetune_epochs=1,
+    )
 
 
 @pytest.fixture
@@ -70,8 +86,12 @@ def etth1_slice(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_config(etth1_slice: Path, tmp_path: Path, tiny_model: ModelConfig) -> PipelineConfig:
-    return PipelineConfig(name="slice", output_dir=tmp_path / "outputs",
-                          data=DataConfig(path=etth1_slice), model=tiny_model)
+    return PipelineConfig(
+        name="slice",
+        output_dir=tmp_path / "outputs",
+        data=DataConfig(path=etth1_slice),
+        model=tiny_model,
+    )
 
 
 @pytest.fixture(scope="session")

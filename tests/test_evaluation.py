@@ -36,10 +36,10 @@ def test_smape_counts_zero_over_zero_as_zero() -> None:
 def test_insample_scale_is_seasonal_naive_mae_of_the_training_block() -> None:
     steps = np.arange(200)
     y = np.where(steps % 4 < 2, 0.0, 1.0) + 0.5 * steps  # season 4 with trend 0.5 per step
-    frame = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2024", periods=200, freq="h"),
-                          "y": y})
-    windows = make_windows(frame, ["y"], ModelConfig(input_size=8, horizon=2),
-                           EvaluationConfig())
+    frame = pd.DataFrame(
+        {"unique_id": "a", "ds": pd.date_range("2024", periods=200, freq="h"), "y": y}
+    )
+    windows = make_windows(frame, ["y"], ModelConfig(input_size=8, horizon=2), EvaluationConfig())
     # seasonal differences at lag 4 remove the season and leave 4 * 0.5
     assert insample_scale(windows, 4)[0] == pytest.approx(2.0)
     # lag 1 differences alternate between 0.5 and 1.5 around the season edges

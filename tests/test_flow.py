@@ -18,19 +18,35 @@ from tests.conftest import ETTH1
 
 pytestmark = pytest.mark.slow
 
-RUN_FILES = {"forecast.csv", "forecast.parquet", "candidate_forecasts.parquet", "leaderboard.csv",
-             "preprocessing.json", "model.keras"}
+RUN_FILES = {
+    "forecast.csv",
+    "forecast.parquet",
+    "candidate_forecasts.parquet",
+    "leaderboard.csv",
+    "preprocessing.json",
+    "model.keras",
+}
 
 
 def run_flow(folder: Path, candidates: tuple[str, ...]) -> tuple[PipelineConfig, dict]:
     from flows.pipeline import forecast_pipeline
 
     data = folder / "slice.csv"
-    data.write_text("".join(open(ETTH1).readlines()[:1201]))
+    data.write_text("".join(ETTH1.read_text().splitlines(keepends=True)[:1201]))
     config = PipelineConfig(
-        name="slice", output_dir=folder / "outputs", data=DataConfig(path=data),
-        model=ModelConfig(horizon=6, input_size=24, segment_length=6, units=8, max_epochs=3,
-                          patience=2, finetune_epochs=1, candidates=candidates),
+        name="slice",
+        output_dir=folder / "outputs",
+        data=DataConfig(path=data),
+        model=ModelConfig(
+            horizon=6,
+            input_size=24,
+            segment_length=6,
+            units=8,
+            max_epochs=3,
+            patience=2,
+            finetune_epochs=1,
+            candidates=candidates,
+        ),
     )
     return config, forecast_pipeline(config)
 
@@ -79,8 +95,15 @@ def test_forecast_follows_the_readers_contract(published) -> None:
     config, summary = published
     latest = read_latest(config.output_dir, "slice")
     text = pd.read_csv(latest.path / "forecast.csv")
-    assert list(text.columns) == ["unique_id", "ds", "horizon_step", "y_hat", "model", "run_id",
-                                  "as_of"]
+    assert list(text.columns) == [
+        "unique_id",
+        "ds",
+        "horizon_step",
+        "y_hat",
+        "model",
+        "run_id",
+        "as_of",
+    ]
     assert text["ds"].tolist()[:2] == ["2016-08-20T00:00:00", "2016-08-20T01:00:00"]
     assert text["horizon_step"].tolist() == list(range(1, 7))
     assert (text["model"] == summary["champion"]).all()
@@ -103,14 +126,15 @@ def test_published_model_reproduces_the_published_forecast(published_gru) -> Non
     latest = read_latest(config.output_dir, "slice")
     spec = json.loads((latest.path / "preprocessing.json").read_text())
     assert (latest.path / "model.keras").exists()
-    history = pd.read_csv(config.data.path)["OT"].to_numpy()[-spec["input_size"]:]
+    history = pd.read_csv(config.data.path)["OT"].to_numpy()[-spec["input_size"] :]
     scaling = spec["scaling"]["OT"]["y"]
     x = (history - scaling["mean"]) / scaling["std"]
     level = x[-1] if spec["window_normalization"] == "last_value" else 0.0
     model = keras.models.load_model(latest.path / "model.keras", safe_mode=True)
     y = model.predict((x - level)[None, :, None].astype("float32"), verbose=0)[0] + level
-    np.testing.assert_allclose(y * scaling["std"] + scaling["mean"], latest.forecast["y_hat"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        y * scaling["std"] + scaling["mean"], latest.forecast["y_hat"], rtol=1e-5
+    )
 
 
 def test_bad_data_fails_the_flow_with_one_line_and_no_traceback(
@@ -122,8 +146,9 @@ def test_bad_data_fails_the_flow_with_one_line_and_no_traceback(
     lines = tiny_config.data.path.read_text().splitlines()
     lines[5] = lines[5].rsplit(",", 1)[0] + ",--"
     bad.write_text("\n".join(lines) + "\n")
-    config = tiny_config.model_copy(update={"data": tiny_config.data.model_copy(
-        update={"path": bad})})
+    config = tiny_config.model_copy(
+        update={"data": tiny_config.data.model_copy(update={"path": bad})}
+    )
     with caplog.at_level(logging.INFO):
         state = forecast_pipeline(config, return_state=True)
     assert state.is_failed()

@@ -15,20 +15,28 @@ import pytest
 from forecasting.errors import PublishError
 from forecasting.publishing import new_run_id, publish_run, read_latest, read_run
 
-FORECAST = pd.DataFrame({
-    "unique_id": ["a", "a"],
-    "ds": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 01:00"]),
-    "horizon_step": [1, 2], "y_hat": [1.5, 2.5], "model": "naive", "run_id": "r",
-    "as_of": pd.Timestamp("2023-12-31 23:00"),
-})
+FORECAST = pd.DataFrame(
+    {
+        "unique_id": ["a", "a"],
+        "ds": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 01:00"]),
+        "horizon_step": [1, 2],
+        "y_hat": [1.5, 2.5],
+        "model": "naive",
+        "run_id": "r",
+        "as_of": pd.Timestamp("2023-12-31 23:00"),
+    }
+)
 
 
 def files(value: float = 1.5) -> dict[str, bytes]:
     forecast = FORECAST.assign(y_hat=[value, value + 1])
     parquet = io.BytesIO()
     forecast.to_parquet(parquet, index=False)
-    return {"forecast.csv": forecast.to_csv(index=False).encode(),
-            "leaderboard.csv": b"model,status\nnaive,ok\n", "forecast.parquet": parquet.getvalue()}
+    return {
+        "forecast.csv": forecast.to_csv(index=False).encode(),
+        "leaderboard.csv": b"model,status\nnaive,ok\n",
+        "forecast.parquet": parquet.getvalue(),
+    }
 
 
 def test_publish_writes_a_sealed_run_and_points_latest_at_it(tmp_path: Path) -> None:
@@ -73,6 +81,7 @@ def test_reading_before_any_run_explains_what_to_do(tmp_path: Path) -> None:
 
 def test_run_ids_are_unique_and_sortable_by_time() -> None:
     from datetime import UTC, datetime
+
     early = new_run_id(datetime(2024, 1, 1, tzinfo=UTC))
     late = new_run_id(datetime(2024, 1, 2, tzinfo=UTC))
     assert early < late and early != new_run_id(datetime(2024, 1, 1, tzinfo=UTC))
@@ -86,9 +95,12 @@ def test_published_model_reloads_and_predicts_identically(tmp_path: Path, tiny_m
     from forecasting.windowing import WindowSet
 
     rng = np.random.default_rng(0)
-    windows = WindowSet(rng.normal(size=(128, 24, 2)).astype("float32"),
-                        rng.normal(size=(128, 6)).astype("float32"), np.zeros(128, int),
-                        np.arange(128))
+    windows = WindowSet(
+        rng.normal(size=(128, 24, 2)).astype("float32"),
+        rng.normal(size=(128, 6)).astype("float32"),
+        np.zeros(128, int),
+        np.arange(128),
+    )
     forecaster = RNNForecaster("gru", tiny_model, n_features=2, seed=3).fit(windows, windows)
     run_dir = publish_run(tmp_path, "demo", "run-1", {"model.keras": forecaster.to_bytes()}, {})
     reloaded = keras.models.load_model(run_dir / "model.keras", safe_mode=True)

@@ -7,17 +7,23 @@ import pandas as pd
 import pytest
 
 from forecasting.config import EvaluationConfig, ModelConfig
-from forecasting.evaluation import predict_windows, held_out_truth
+from forecasting.evaluation import held_out_truth, predict_windows
 from forecasting.windowing import full_history_windows, last_inputs, make_windows, split_sizes
 
 
 def arange_panel(lengths: tuple[int, ...]) -> pd.DataFrame:
     """Series whose value equals its position plus 1000 * series index."""
     return pd.concat(
-        [pd.DataFrame({"unique_id": f"s{i}",
-                       "ds": pd.date_range("2024-01-01", periods=n, freq="h"),
-                       "y": np.arange(n, dtype=float) + 1000 * i})
-         for i, n in enumerate(lengths)],
+        [
+            pd.DataFrame(
+                {
+                    "unique_id": f"s{i}",
+                    "ds": pd.date_range("2024-01-01", periods=n, freq="h"),
+                    "y": np.arange(n, dtype=float) + 1000 * i,
+                }
+            )
+            for i, n in enumerate(lengths)
+        ],
         ignore_index=True,
     )
 
@@ -58,10 +64,16 @@ def test_split_target_periods_do_not_overlap_and_cover_the_tail() -> None:
     windows = make_windows(arange_panel(lengths), ["y"], MODEL, EVALUATION)
     for index, length in enumerate(lengths):
         n_val, n_test = split_sizes(length, MODEL.horizon, EVALUATION)
+
         def targets(split, index=index):
             starts = split.target_start[split.series == index]
             return set((starts[:, None] + np.arange(MODEL.horizon)).ravel())
-        train, val, test = targets(windows.train), targets(windows.validation), targets(windows.test)
+
+        train, val, test = (
+            targets(windows.train),
+            targets(windows.validation),
+            targets(windows.test),
+        )
         assert max(train) < min(val) and max(val) < min(test)
         assert min(test) == length - n_test and max(test) == length - 1
         assert min(val) == length - n_test - n_val
@@ -86,8 +98,8 @@ def test_changing_test_values_changes_neither_scaler_nor_training_windows() -> N
     frame = arange_panel((100, 80))
     before = make_windows(frame, ["y"], MODEL, EVALUATION)
     changed = frame.copy()
-    for index, (series_id, group) in enumerate(changed.groupby("unique_id", sort=False)):
-        tail = group.index[before.test_start[index]:]
+    for index, (_, group) in enumerate(changed.groupby("unique_id", sort=False)):
+        tail = group.index[before.test_start[index] :]
         changed.loc[tail, "y"] = 1e6
     after = make_windows(changed, ["y"], MODEL, EVALUATION)
     np.testing.assert_array_equal(before.scaling.mean, after.scaling.mean)
@@ -103,8 +115,9 @@ def test_covariates_are_extra_input_features_not_targets() -> None:
     windows = make_windows(frame, ["y", "temperature"], MODEL, EVALUATION)
     assert windows.train.inputs.shape[1:] == (10, 2)
     assert windows.train.targets.shape[1:] == (4,)
-    np.testing.assert_allclose(windows.train.inputs[:, :, 1], -windows.train.inputs[:, :, 0],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        windows.train.inputs[:, :, 1], -windows.train.inputs[:, :, 0], atol=1e-5
+    )
 
 
 def test_full_history_and_last_inputs_reach_the_last_observation() -> None:
@@ -113,5 +126,6 @@ def test_full_history_and_last_inputs_reach_the_last_observation() -> None:
     assert history.target_start[history.series == 0].max() == 100 - MODEL.horizon
     last = last_inputs(windows, MODEL.input_size)
     std, mean = windows.scaling.std[:, 0], windows.scaling.mean[:, 0]
-    np.testing.assert_allclose(last[1, :, 0] * std[1] + mean[1], 1000 + np.arange(70, 80),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        last[1, :, 0] * std[1] + mean[1], 1000 + np.arange(70, 80), atol=1e-3
+    )
