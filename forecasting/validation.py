@@ -124,8 +124,8 @@ def _parse_timestamps(frame: pd.DataFrame, column: str, where: str, label: str) 
         examples = reprlib_list(raw[bad].fillna("<empty>"))
         raise DataValidationError(
             f"{where}, column {column!r}: {_rows(frame, bad, label, 'hold')} timestamps that "
-            f"cannot be parsed, such as {examples}. Fix or remove those lines; timestamps should look "
-            "like '2016-07-01 00:00:00'."
+            f"cannot be parsed, such as {examples}. Fix or remove those lines; timestamps "
+            "should look like '2016-07-01 00:00:00'."
         )
     return parsed
 
