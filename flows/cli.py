@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -127,9 +128,13 @@ def run(
         from forecasting.data import load_series
         from forecasting.validation import validate
 
-        validate(load_series(config.data), config.data, config.model, config.evaluation)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            validate(load_series(config.data), config.data, config.model, config.evaluation)
     except ForecastingError as error:
         _fail(error)
+    for warning in caught:
+        typer.echo(f"Warning: {warning.message}", err=True)
     _quiet_environment()
     from flows.pipeline import forecast_pipeline
 
@@ -170,7 +175,8 @@ def show(
 def _build(config_file: Path | None, options: dict):
     values = load_config_file(config_file) if config_file else {}
     base_dir = config_file.resolve().parent if config_file else None
-    config = build_config(values, base_dir)
+    source = f"config file {str(config_file)!r}" if config_file else "configuration"
+    config = build_config(values, base_dir, source)
     overrides = {
         "name": options["name"],
         "seed": options["seed"],
@@ -197,7 +203,7 @@ def _build(config_file: Path | None, options: dict):
             merged[key].update({k: v for k, v in value.items() if v is not None})
         elif value is not None:
             merged[key] = value
-    return build_config(merged)
+    return build_config(merged, source="command-line options")
 
 
 def _print_run(run_dir: Path) -> None:

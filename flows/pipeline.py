@@ -47,6 +47,11 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
             f"{len(windows.train)}/{len(windows.validation)}/{len(windows.test)} "
             "train/validation/test windows"
         )
+        if validated.filled:
+            logger.warning(
+                f"Filled {sum(validated.filled.values())} missing values by interpolation in "
+                f"{len(validated.filled)} series (counted in the manifest)."
+            )
         # Sequential on purpose: candidates share TensorFlow's thread pools, so running them
         # concurrently on 2 cores only interleaves them (see benchmarks/).
         results = [tasks.train(kind, windows, config, season) for kind in config.model.candidates]

@@ -144,13 +144,16 @@ class PipelineConfig(_Frozen):
         return self
 
 
-def build_config(values: dict, base_dir: Path | None = None) -> PipelineConfig:
+def build_config(
+    values: dict, base_dir: Path | None = None, source: str = "configuration"
+) -> PipelineConfig:
     """Builds a `PipelineConfig` from nested dict values, turning pydantic errors into one line.
 
     Args:
         values: Nested values as in the TOML file (`name`, `[data]`, `[model]`, ...).
         base_dir: Folder that relative `data.path` and `output_dir` resolve against
             (the config file's folder); None leaves them relative to the working directory.
+        source: What the values came from, for the error message.
 
     Raises:
         ConfigError: A value is missing, unknown or out of bounds.
@@ -171,7 +174,10 @@ def build_config(values: dict, base_dir: Path | None = None) -> PipelineConfig:
             f"{'.'.join(str(part) for part in issue['loc']) or 'config'}: {issue['msg']}"
             for issue in error.errors()
         )
-        raise ConfigError(f"Invalid configuration: {problems}.") from None
+        raise ConfigError(
+            f"Invalid {source}: {problems}. Correct those keys; `forecast run --help` explains "
+            "each option."
+        ) from None
 
 
 def load_config_file(path: Path) -> dict:

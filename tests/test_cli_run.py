@@ -1,0 +1,67 @@
+"""The newcomer's path: `forecast run` in a fresh process, then `forecast show`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-c", "from flows.cli import app; app()"]
+
+
+def forecast(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_run_publishes_and_show_reads_it_back(etth1_slice: Path, tmp_path: Path) -> None:
+    output_dir = tmp_path / "out"
+    run = forecast(
+        "run",
+        "--data",
+        str(etth1_slice),
+        "--input-size",
+        "48",
+        "--horizon",
+        "12",
+        "--max-epochs",
+        "2",
+        "--name",
+        "demo",
+        "--output-dir",
+        str(output_dir),
+        home=tmp_path / "prefect",
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Traceback" not in run.stdout + run.stderr
+    for kind in ("naive", "seasonal_naive", "simple_rnn", "gru", "lstm"):
+        assert kind in run.stdout
+    latest = output_dir / "demo" / "latest"
+    assert f"Published to {latest.resolve()}" in run.stdout
+    forecast_file = pd.read_csv(latest / "forecast.csv")
+    assert len(forecast_file) == 12
+
+    show = forecast("show", "demo", "--output-dir", str(output_dir), home=tmp_path / "prefect")
+    assert show.returncode == 0, show.stderr
+    champion = forecast_file["model"].iloc[0]
+    assert f"Champion: {champion}." in show.stdout
+    assert forecast_file["ds"].iloc[0].replace("T", " ") in show.stdout
+
+
+def test_show_without_a_run_says_what_to_do(tmp_path: Path) -> None:
+    show = forecast("show", "nothing", "--output-dir", str(tmp_path), home=tmp_path / "prefect")
+    assert show.returncode == 2
+    assert "Run `forecast run` first" in show.stderr
+    assert "Traceback" not in show.stderr
