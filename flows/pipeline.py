@@ -12,7 +12,8 @@ from prefect.states import Failed, State
 from flows import tasks
 from forecasting.config import PipelineConfig, season_for
 from forecasting.errors import ForecastingError
-from forecasting.publishing import new_run_id
+from forecasting.outputs import fingerprint
+from forecasting.publishing import make_run_id
 
 
 class _OneLineUserErrors(logging.Filter):
@@ -58,7 +59,7 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
         choice = tasks.select(results, config)
         logger.info(f"Champion: {choice.model}. {choice.reason}")
         forecasts = tasks.forecast(results, choice, windows, validated, config)
-        run_id = new_run_id()
+        run_id = make_run_id(validated.frame["ds"].max(), fingerprint(config, validated))
         files, manifest = tasks.package(
             run_id,
             config,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 from datetime import UTC, datetime
 from importlib import metadata
@@ -149,6 +151,15 @@ def build_manifest(
             for r in results
         ],
     }
+
+
+def fingerprint(config: PipelineConfig, data: ValidatedData) -> str:
+    """Hex sha256 of what determines a run's result: the data's bytes, every setting that
+    shapes the models (not where outputs go or where the file lies), the seed and versions."""
+    settings = config.model_dump(mode="json", exclude={"name", "output_dir"})
+    settings["data"].pop("path")
+    document = {"data": data.sha256, "config": settings, "versions": _versions()}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 def _versions() -> dict[str, str]:

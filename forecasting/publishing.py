@@ -13,9 +13,9 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -38,10 +38,17 @@ class PublishedRun:
     forecast: pd.DataFrame
 
 
-def new_run_id(now: datetime | None = None) -> str:
-    """A sortable, unique run id such as `20261127T153000Z-1a2b3c4d`."""
-    now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+def make_run_id(as_of: pd.Timestamp, fingerprint: str) -> str:
+    """A run id such as `20180626T190000-3f2a9c01bd`: the as-of time, then a fingerprint of
+    everything that determines the result (data, config, seed, versions).
+
+    The same inputs give the same id, so a rerun of identical inputs finds its run already
+    published instead of writing a second copy, and ids sort by as-of time.
+    """
+    moment = pd.Timestamp(as_of)
+    if moment.tzinfo is not None:
+        return f"{moment.tz_convert('UTC'):%Y%m%dT%H%M%SZ}-{fingerprint[:10]}"
+    return f"{moment:%Y%m%dT%H%M%S}-{fingerprint[:10]}"
 
 
 def iso(value: pd.Timestamp) -> str:
@@ -82,6 +89,9 @@ def publish_run(
     Each file is written under a temporary name, fsynced and renamed; the manifest (with the
     sha256 and size of every other file) is written last; `latest` moves only after that, by
     `os.replace` of a temporary symlink, so readers see either the old run or the new one.
+    A run id that is already sealed (identical inputs) is not rewritten: `latest` points at it.
+    A folder of that id without a manifest is a leftover of a writer that died (writers hold the
+    publish lock, which the system releases when a process dies); it is replaced.
 
     Raises:
         PublishError: The folder cannot be written or the publish lock cannot be taken.
@@ -91,6 +101,11 @@ def publish_run(
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(pipeline_dir / ".publish.lock", timeout=LOCK_TIMEOUT_SECONDS):
+            if (run_dir / MANIFEST).is_file():
+                _switch_latest(pipeline_dir, run_id)
+                return run_dir
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
             run_dir.mkdir()
             listing = {}
             for filename, data in files.items():

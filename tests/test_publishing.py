@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from forecasting.errors import PublishError
-from forecasting.publishing import new_run_id, publish_run, read_latest, read_run
+from forecasting.publishing import make_run_id, publish_run, read_latest, read_run
 
 FORECAST = pd.DataFrame(
     {
@@ -40,7 +40,7 @@ def files(value: float = 1.5) -> dict[str, bytes]:
 
 
 def test_publish_writes_a_sealed_run_and_points_latest_at_it(tmp_path: Path) -> None:
-    run_id = new_run_id()
+    run_id = "20240101T000000-abc"
     run_dir = publish_run(tmp_path, "demo", run_id, files(), {"schema_version": 1})
     link = tmp_path / "demo" / "latest"
     assert link.is_symlink() and os.readlink(link) == os.path.join("runs", run_id)
@@ -79,12 +79,32 @@ def test_reading_before_any_run_explains_what_to_do(tmp_path: Path) -> None:
         read_latest(tmp_path, "nothing")
 
 
-def test_run_ids_are_unique_and_sortable_by_time() -> None:
-    from datetime import UTC, datetime
+@pytest.mark.parametrize(
+    ("as_of", "expected"),
+    [
+        ("2018-06-26 19:00", "20180626T190000-0123456789"),
+        ("2018-06-26 19:00+02:00", "20180626T170000Z-0123456789"),
+    ],
+)
+def test_run_id_is_the_as_of_time_and_the_fingerprint(as_of: str, expected: str) -> None:
+    assert make_run_id(pd.Timestamp(as_of), "0123456789abcdef") == expected
 
-    early = new_run_id(datetime(2024, 1, 1, tzinfo=UTC))
-    late = new_run_id(datetime(2024, 1, 2, tzinfo=UTC))
-    assert early < late and early != new_run_id(datetime(2024, 1, 1, tzinfo=UTC))
+
+def test_republishing_a_sealed_run_keeps_its_files_and_points_latest_at_it(tmp_path) -> None:
+    first = publish_run(tmp_path, "demo", "same", files(1.0), {"created_at": "first"})
+    publish_run(tmp_path, "demo", "other", files(2.0), {})
+    again = publish_run(tmp_path, "demo", "same", files(9.0), {"created_at": "second"})
+    assert again == first
+    latest = read_latest(tmp_path, "demo")
+    assert latest.manifest["created_at"] == "first" and latest.forecast["y_hat"].iloc[0] == 1.0
+
+
+def test_an_unsealed_leftover_of_the_same_id_is_replaced(tmp_path) -> None:
+    leftover = tmp_path / "demo" / "runs" / "same"
+    leftover.mkdir(parents=True)
+    (leftover / "forecast.csv").write_bytes(b"partial")
+    publish_run(tmp_path, "demo", "same", files(1.0), {})
+    assert read_latest(tmp_path, "demo").forecast["y_hat"].iloc[0] == 1.0
 
 
 @pytest.mark.slow
