@@ -109,6 +109,12 @@ def run(
         Path | None,
         typer.Option(help="Folder for published runs. Default: outputs/ in the project."),
     ] = None,
+    segment_length: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Input steps each recurrent step reads; 1 = classic step-by-step RNN (slower). {_default(ModelConfig, 'segment_length')}"
+        ),
+    ] = None,
     max_epochs: Annotated[
         int | None,
         typer.Option(
@@ -195,6 +201,7 @@ def _build(config_file: Path | None, options: dict):
             "horizon": options["horizon"],
             "input_size": options["input_size"],
             "max_epochs": options["max_epochs"],
+            "segment_length": options["segment_length"],
         },
     }
     merged = config.model_dump()

@@ -6,6 +6,7 @@ what a person sees in the UI's run form.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -75,8 +76,8 @@ class ModelConfig(_Frozen):
         24,
         ge=1,
         le=100_000,
-        description="Input steps each recurrent step reads; 1 reads the window step by step, "
-        "24 reads one day of hourly data per step (as SegRNN does).",
+        description="Input steps each recurrent step reads (capped at input_size); 1 reads the "
+        "window step by step, 24 reads one day of hourly data per step (as SegRNN does).",
     )
     max_epochs: int = Field(100, ge=1, le=10_000, description="Upper bound on training epochs.")
     patience: int = Field(
@@ -90,15 +91,6 @@ class ModelConfig(_Frozen):
     season_length: int | None = Field(
         None, ge=1, description="Season for seasonal_naive and MASE; inferred from freq if empty."
     )
-
-    @model_validator(mode="after")
-    def _segments_fit(self) -> ModelConfig:
-        if self.segment_length > self.input_size:
-            raise ValueError(
-                f"segment_length ({self.segment_length}) must not exceed input_size "
-                f"({self.input_size}); lower segment_length (1 reads the window step by step)."
-            )
-        return self
 
 
 class EvaluationConfig(_Frozen):
@@ -170,14 +162,24 @@ def build_config(
     try:
         return PipelineConfig.model_validate(values)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in issue['loc']) or 'config'}: {issue['msg']}"
-            for issue in error.errors()
-        )
+        problems = "; ".join(_describe(issue) for issue in error.errors())
         raise ConfigError(
             f"Invalid {source}: {problems}. Correct those keys; `forecast run --help` explains "
             "each option."
         ) from None
+
+
+def _describe(issue: dict) -> str:
+    """One pydantic error as `section.key: what is wrong`, with a suggestion for unknown keys."""
+    where = ".".join(str(part) for part in issue["loc"]) or "config"
+    if issue["type"] != "extra_forbidden":
+        return f"{where}: {issue['msg'].removeprefix('Value error, ')}"
+    sections = {"data": DataConfig, "model": ModelConfig, "evaluation": EvaluationConfig}
+    section = sections.get(str(issue["loc"][0])) if len(issue["loc"]) > 1 else PipelineConfig
+    known = list(section.model_fields) if section else []
+    close = difflib.get_close_matches(str(issue["loc"][-1]), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
+    return f"{where}: unknown key{hint}"
 
 
 def load_config_file(path: Path) -> dict:

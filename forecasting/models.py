@@ -96,6 +96,7 @@ def build_rnn(
         raise ValueError(f"Unknown RNN kind {kind!r}; expected one of {RNN_KINDS}.")
     inputs = keras.Input((input_size, n_features), name="window")
     hidden = inputs
+    segment_length = min(segment_length, input_size)
     if segment_length > 1:
         # Each recurrent step reads one segment of `segment_length` steps (as SegRNN does):
         # the oldest input_size % segment_length steps are dropped to make whole segments.
