@@ -33,7 +33,12 @@ def _install_log_filter() -> None:
             logger.addFilter(_OneLineUserErrors())
 
 
-@flow(name="forecast-pipeline", validate_parameters=True)
+# A hung run must not hold a schedule's concurrency slot forever; deployments may override this
+# with `forecast_pipeline.with_options(timeout_seconds=...)`.
+FLOW_TIMEOUT_SECONDS = 3 * 3600
+
+
+@flow(name="forecast-pipeline", validate_parameters=True, timeout_seconds=FLOW_TIMEOUT_SECONDS)
 def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
     """Trains every candidate, publishes the champion's model and forecast, returns a summary."""
     config = config or PipelineConfig()

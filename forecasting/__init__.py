@@ -13,6 +13,7 @@ from forecasting.errors import (
     PublishError,
     TrainingError,
 )
+from forecasting.model_files import load_latest_model, load_published_model
 from forecasting.publishing import PublishedRun, read_latest, read_run
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "PublishError",
     "PublishedRun",
     "TrainingError",
+    "load_latest_model",
+    "load_published_model",
     "read_latest",
     "read_run",
 ]

@@ -7,6 +7,7 @@ Every candidate answers `fit(train, validation)` and `predict(inputs)` on scaled
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -153,6 +154,7 @@ class RNNForecaster:
         )
         self.epochs_trained = 0
         self.best_epoch = 0
+        self.stopped_by_budget = False
 
     def _compile(self, learning_rate: float) -> None:
         import keras
@@ -184,6 +186,7 @@ class RNNForecaster:
         stopper = keras.callbacks.EarlyStopping(
             patience=self.config.patience, restore_best_weights=True
         )
+        budget = _time_budget(self.config.time_budget_seconds)
         history = self.model.fit(
             x_train,
             train.targets - level_train,
@@ -195,11 +198,13 @@ class RNNForecaster:
             callbacks=[
                 keras.callbacks.TerminateOnNaN(raise_error=True),
                 stopper,
+                budget,
                 *(callbacks or []),
             ],
         )
         self.epochs_trained = len(history.history["loss"])
         self.best_epoch = stopper.best_epoch + 1
+        self.stopped_by_budget = budget.exceeded
         return self
 
     def finetune(self, windows: WindowSet, epochs: int) -> RNNForecaster:
@@ -236,6 +241,31 @@ class RNNForecaster:
             path = Path(folder) / "model.keras"
             self.model.save(path)
             return path.read_bytes()
+
+
+def _time_budget(seconds: float):
+    """A Keras callback that stops training after the batch during which `seconds` ran out.
+
+    Keras still ends the epoch (validation, early stopping's bookkeeping), so the best weights
+    seen so far are kept; `exceeded` records that the budget, not convergence, ended training.
+    """
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.exceeded = False
+            self.started = time.monotonic()
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.started = time.monotonic()
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if time.monotonic() - self.started > seconds:
+                self.exceeded = True
+                self.model.stop_training = True
+
+    return TimeBudget()
 
 
 def make_forecaster(

@@ -23,7 +23,7 @@ class CandidateResult:
     Attributes:
         kind: The model kind.
         status: "ok" or "failed".
-        reason: Why it failed; empty when ok.
+        reason: Why it failed, or a note on how training ended (time budget); empty otherwise.
         metrics: Test-window scores in original units (empty when failed).
         seconds: Wall time of fitting and scoring.
         epochs: Epochs trained (0 for naive models).
@@ -73,9 +73,17 @@ def train_candidate(
         return CandidateResult(kind, "failed", reason=reason, seconds=time.perf_counter() - started)
     scale = insample_scale(windows, season_length)[windows.test.series]
     metrics = score(held_out_truth(windows), y_hat, scale)
+    budget_note = ""
+    if getattr(forecaster, "stopped_by_budget", False):
+        budget_note = (
+            f"stopped by the time budget of {config.time_budget_seconds:g} s after "
+            f"{forecaster.epochs_trained} epochs; kept the best weights so far"
+        )
+        say(f"{kind}: {budget_note}")
     result = CandidateResult(
         kind,
         "ok",
+        reason=budget_note,
         metrics=metrics,
         seconds=time.perf_counter() - started,
         epochs=getattr(forecaster, "epochs_trained", 0),

@@ -7,12 +7,12 @@ import json
 import logging
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
 
 from forecasting.config import DataConfig, ModelConfig, PipelineConfig
+from forecasting.model_files import load_published_model
 from forecasting.publishing import read_latest
 from tests.conftest import ETTH1
 
@@ -130,7 +130,7 @@ def test_published_model_reproduces_the_published_forecast(published_gru) -> Non
     scaling = spec["scaling"]["OT"]["y"]
     x = (history - scaling["mean"]) / scaling["std"]
     level = x[-1] if spec["window_normalization"] == "last_value" else 0.0
-    model = keras.models.load_model(latest.path / "model.keras", safe_mode=True)
+    model = load_published_model(latest.path / "model.keras", config.output_dir / "slice" / "runs")
     y = model.predict((x - level)[None, :, None].astype("float32"), verbose=0)[0] + level
     np.testing.assert_allclose(
         y * scaling["std"] + scaling["mean"], latest.forecast["y_hat"], rtol=1e-5
@@ -155,3 +155,23 @@ def test_bad_data_fails_the_flow_with_one_line_and_no_traceback(
     assert "line 6" in state.message and "--na-values" in state.message
     assert "Traceback" not in caplog.text and "NoneType: None" not in caplog.text
     assert not (tmp_path / "outputs").exists()
+
+
+def test_when_every_candidate_fails_nothing_is_published(published, monkeypatch) -> None:
+    from flows.pipeline import forecast_pipeline
+    from forecasting.models import RNNForecaster
+
+    config, summary = published
+    before = (config.output_dir / "slice" / "latest").resolve()
+    runs_before = sorted((config.output_dir / "slice" / "runs").iterdir())
+
+    def explode(self, *args, **kwargs):
+        raise RuntimeError("loss became NaN")
+
+    monkeypatch.setattr(RNNForecaster, "fit", explode)
+    only_rnns = config.model.model_copy(update={"candidates": ("gru", "lstm")})
+    state = forecast_pipeline(config.model_copy(update={"model": only_rnns}), return_state=True)
+    assert state.is_failed()
+    assert "Every candidate failed" in state.message and "loss became NaN" in state.message
+    assert (config.output_dir / "slice" / "latest").resolve() == before
+    assert sorted((config.output_dir / "slice" / "runs").iterdir()) == runs_before
