@@ -121,6 +121,13 @@ def run(
             help=f"Upper bound on RNN training epochs (early stopping usually ends sooner). {_default(ModelConfig, 'max_epochs')}"
         ),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="Forecast as of this time, e.g. '2018-06-01 00:00' (with an offset such as +01:00 when the file's times carry one): later rows are dropped and counted, the forecast starts after the last observation up to it, and the run is labelled with it. Default: the last timestamp in the file.",
+        ),
+    ] = None,
     seed: Annotated[
         int | None,
         typer.Option(
@@ -136,7 +143,8 @@ def run(
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            validate(load_series(config.data), config.data, config.model, config.evaluation)
+            loaded = load_series(config.data)
+            validate(loaded, config.data, config.model, config.evaluation, config.as_of)
     except ForecastingError as error:
         _fail(error)
     for warning in caught:
@@ -186,6 +194,7 @@ def _build(config_file: Path | None, options: dict):
     overrides = {
         "name": options["name"],
         "seed": options["seed"],
+        "as_of": options["as_of"],
         "output_dir": options["output_dir"],
         "data": {
             "path": options["data"],
@@ -222,10 +231,47 @@ def _print_run(run_dir: Path) -> None:
 
 
 def _quiet_environment() -> None:
-    """Settings that must be in place before Prefect and TensorFlow are imported."""
+    """Settings that must be in place before Prefect and TensorFlow are imported.
+
+    With no PREFECT_API_URL, Prefect starts a temporary server for this process on the SQLite
+    file $PREFECT_HOME/prefect.db (~/.prefect), shared by every such server, and SQLite refuses
+    some concurrent writes outright ("database is locked") whatever its timeouts. So each
+    `forecast run` takes a slot with a file lock, held until it exits (the kernel frees it if
+    the process dies): slot 0 keeps Prefect's default database (a lone run changes nothing, its
+    history included); a run started while another runs gets its own file, recurrent-<slot>.db
+    next to it, kept for the next time, so concurrent runs never share one. Nothing changes
+    when PREFECT_API_URL or a database URL is set in the environment; with an API URL in a
+    Prefect profile no temporary server starts, so the database setting goes unused.
+    """
+    import atexit
+
+    from filelock import FileLock, Timeout
+
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    configured = {
+        "PREFECT_API_URL",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+        "PREFECT_API_DATABASE_CONNECTION_URL",
+    }
+    if configured & os.environ.keys():
+        return
+    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    for slot in range(16):  # past 16 runs at once, the rest share the default database
+        lock = FileLock(home / f".recurrent-server-{slot}.lock")
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        except OSError:
+            return  # an unwritable Prefect home: Prefect reports it better
+        atexit.register(lock.release)  # also keeps the lock alive until exit
+        if slot:
+            database = f"sqlite+aiosqlite:///{home / f'recurrent-{slot}.db'}"
+            os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database
+        return
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -64,7 +64,7 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
         choice = tasks.select(results, config)
         logger.info(f"Champion: {choice.model}. {choice.reason}")
         forecasts = tasks.forecast(results, choice, windows, validated, config)
-        run_id = make_run_id(validated.frame["ds"].max(), fingerprint(config, validated))
+        run_id = make_run_id(validated.as_of, fingerprint(config, validated))
         files, manifest = tasks.package(
             run_id,
             config,

@@ -36,7 +36,7 @@ def load(config: PipelineConfig) -> data.LoadedData:
 
 @_task
 def validate(loaded: data.LoadedData, config: PipelineConfig) -> validation.ValidatedData:
-    return validation.validate(loaded, config.data, config.model, config.evaluation)
+    return validation.validate(loaded, config.data, config.model, config.evaluation, config.as_of)
 
 
 @_task
@@ -67,20 +67,14 @@ def forecast(
     validated: validation.ValidatedData,
     config: PipelineConfig,
 ) -> dict[str, pd.DataFrame]:
-    """Fine-tunes the champion, then forecasts with every finished candidate."""
-    champion = next(r for r in results if r.kind == choice.model)
-    training.refit_champion(champion, windows, config.model)
-    size = config.model.horizon, config.model.input_size
-    return {
-        r.kind: outputs.forecast_future(r.forecaster, windows, validated, *size)
-        for r in results
-        if r.ok
-    }
+    return outputs.forecast_candidates(results, choice.model, windows, validated, config)
 
 
 @_task
 def publish(config: PipelineConfig, run_id: str, files: dict[str, bytes], manifest: dict) -> str:
-    path = publishing.publish_run(config.output_dir, config.name, run_id, files, manifest)
+    path = publishing.publish_run(
+        config.output_dir, config.name, run_id, files, manifest, keep_runs=config.keep_runs
+    )
     get_run_logger().info(f"Published run {run_id} to {path}")
     return str(path)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +53,12 @@ class DataConfig(_Frozen):
     )
     max_fill: int = Field(
         12, ge=0, le=10_000, description="Longest run of missing steps filled by interpolation."
+    )
+    max_file_bytes: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description="Largest data file read, in bytes (default 2 GiB); a larger file is refused "
+        "before it is read, since reading takes several times its size in memory.",
     )
 
 
@@ -116,7 +123,21 @@ class PipelineConfig(_Frozen):
 
     name: str = Field("etth1", description="Pipeline name; outputs go to <output_dir>/<name>/.")
     output_dir: Path = Field(DEFAULT_OUTPUT_DIR, description="Folder that receives published runs.")
+    keep_runs: int = Field(
+        30,
+        ge=1,
+        le=100_000,
+        description="Published runs kept per pipeline, newest as-of first; older ones are "
+        "deleted after each publish (never the one `latest` points to).",
+    )
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for every random choice.")
+    as_of: datetime | None = Field(
+        None,
+        description="Forecast as of this time (ISO-8601, with an offset when the data carry "
+        "one): rows after it are dropped and counted, the forecast starts one step after the "
+        "last observation at or before it, and the run is labelled with it. Empty: the last "
+        "timestamp in the file.",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
@@ -130,6 +151,22 @@ class PipelineConfig(_Frozen):
                 f"so it cannot escape the output folder. Received: name={name!r}"
             )
         return name
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _iso_as_of(cls, value: object) -> object:
+        # Strict ISO-8601 rather than pydantic's lax parsing, which reads '12' as a Unix time.
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime.combine(value, datetime.min.time())  # a TOML date: midnight
+        if not isinstance(value, str):
+            return value
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                "must be an ISO-8601 timestamp such as '2016-07-10 12:00:00', or "
+                f"'2016-07-10T12:00:00+01:00' for data with offsets. Received: as_of={value!r}"
+            ) from None
 
     @model_validator(mode="after")
     def _seasonal_fits(self) -> PipelineConfig:

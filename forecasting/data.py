@@ -53,7 +53,8 @@ def load_series(config: DataConfig) -> LoadedData:
     """Reads the configured file and renames its columns to the long format.
 
     Raises:
-        DataValidationError: The file is missing, unreadable, empty, or lacks a named column.
+        DataValidationError: The file is missing, larger than `config.max_file_bytes`,
+            unreadable, empty, or lacks a named column.
     """
     path = Path(config.path)
     if not path.is_file():
@@ -61,6 +62,7 @@ def load_series(config: DataConfig) -> LoadedData:
             f"Data file {str(path)!r} does not exist. Pass an existing CSV or Parquet file with "
             "--data (relative paths in a config file resolve against the config's folder)."
         )
+    _check_size(path, config.max_file_bytes)
     wanted = [config.time_column, config.target_column, *config.covariates]
     if config.id_column:
         wanted.append(config.id_column)
@@ -80,13 +82,34 @@ def load_series(config: DataConfig) -> LoadedData:
     return LoadedData(frame, path, file_sha256(path), "row" if is_parquet else "line")
 
 
+def _check_size(path: Path, limit: int) -> None:
+    """Refuses a file larger than `limit` bytes before reading it: pandas needs several times
+    a file's size in memory, so a huge file would exhaust the machine instead of failing."""
+    size = path.stat().st_size
+    if size > limit:
+        raise DataValidationError(
+            f"Data file {str(path)!r} is {_bytes(size)}, more than the limit of {_bytes(limit)} "
+            "(reading it would take several times that in memory). Cut or resample the file, "
+            "or raise the limit with data.max_file_bytes in a --config file if the machine "
+            f"has the memory. Received: {size} bytes, max_file_bytes={limit}"
+        )
+
+
+def _bytes(count: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
+
+
 def _read_csv(path: Path, wanted: list[str], config: DataConfig) -> pd.DataFrame:
     try:
         header = pd.read_csv(path, nrows=0).columns.tolist()
     except pd.errors.EmptyDataError:
         raise DataValidationError(
             f"Data file {str(path)!r} is empty. Expected a header line naming the columns "
-            f"({', '.join(wanted)}) followed by one line per observation."
+            f"({', '.join(wanted)}) followed by one line per observation. Export the data "
+            "again, or point --data at the right file."
         ) from None
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
         raise DataValidationError(

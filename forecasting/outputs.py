@@ -15,7 +15,7 @@ from forecasting.config import PipelineConfig
 from forecasting.models import Forecaster, RNNForecaster
 from forecasting.publishing import SCHEMA_VERSION, frame_files, iso, json_bytes
 from forecasting.selection import Choice, leaderboard
-from forecasting.training import CandidateResult
+from forecasting.training import CandidateResult, refit_champion
 from forecasting.validation import ValidatedData
 from forecasting.windowing import Windows, last_inputs
 
@@ -61,6 +61,20 @@ def forecast_future(
             )
         )
     return pd.concat(parts, ignore_index=True)
+
+
+def forecast_candidates(
+    results: list[CandidateResult],
+    champion: str,
+    windows: Windows,
+    data: ValidatedData,
+    config: PipelineConfig,
+) -> dict[str, pd.DataFrame]:
+    """Fine-tunes the champion (see `refit_champion`), then forecasts with every finished
+    candidate; returns one `forecast_future` frame per kind."""
+    refit_champion(next(r for r in results if r.kind == champion), windows, config.model)
+    size = config.model.horizon, config.model.input_size
+    return {r.kind: forecast_future(r.forecaster, windows, data, *size) for r in results if r.ok}
 
 
 def label_forecast(
@@ -125,6 +139,8 @@ def build_manifest(
             "filled_values": sum(data.filled.values()),
             "filled_by_series": data.filled,
             "duplicates_dropped": data.duplicates_dropped,
+            "rows_after_as_of": data.rows_after_as_of,
+            "rows_out_of_order": data.rows_out_of_order,
         },
         "config": config.model_dump(mode="json"),
         "season_length": season_length,
@@ -155,9 +171,11 @@ def build_manifest(
 
 def fingerprint(config: PipelineConfig, data: ValidatedData) -> str:
     """Hex sha256 of what determines a run's result: the data's bytes, every setting that
-    shapes the models (not where outputs go or where the file lies), the seed and versions."""
-    settings = config.model_dump(mode="json", exclude={"name", "output_dir"})
-    settings["data"].pop("path")
+    shapes the models (not where outputs go, where the file lies or how large it may be), the
+    seed and versions. The as-of is a setting, so a replay gets its own run id."""
+    settings = config.model_dump(mode="json", exclude={"name", "output_dir", "keep_runs"})
+    for key in ("path", "max_file_bytes"):
+        settings["data"].pop(key)
     document = {"data": data.sha256, "config": settings, "versions": _versions()}
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
@@ -185,9 +203,10 @@ def assemble_run(
 ) -> tuple[dict[str, bytes], dict]:
     """Builds every file of a run (as bytes) and its manifest, ready for `publish_run`.
 
-    The run's `as_of` is the last observed timestamp: the forecast knows nothing later.
+    The run's `as_of` is `data.as_of`: the configured as-of, or else the last observed
+    timestamp; the forecast knows nothing later.
     """
-    as_of = data.frame["ds"].max()
+    as_of = data.as_of
     forecast = label_forecast(forecasts[choice.model], choice.model, run_id, as_of)
     candidates = pd.concat(
         [label_forecast(frame, kind, run_id, as_of) for kind, frame in forecasts.items()],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -25,13 +26,19 @@ class ValidatedData:
       covariate (float64, finite, no missing values);
     - sorted by (`unique_id`, `ds`), with unique (`unique_id`, `ds`) pairs;
     - every series on a regular grid of `freq` from its first to its last timestamp;
-    - every series long enough for input_size + horizon + validation + test.
+    - every series long enough for input_size + horizon + validation + test;
+    - no timestamp after `as_of`.
 
     Attributes:
         frame: The cleaned long frame.
         freq: pandas frequency string of the grid.
+        as_of: What the run knows up to: the configured as-of (in the data's time zone), or
+            the last timestamp when none was given. The one source of the run's `as_of`.
         filled: Per series, how many values were filled by interpolation (only series with any).
         duplicates_dropped: Exact duplicate rows (same series, time and values) removed.
+        rows_after_as_of: Rows of the file dropped because their timestamp is after `as_of`.
+        rows_out_of_order: Rows whose timestamp is earlier than the previous row of the same
+            series in the file (sorted).
         source: The file the data came from.
         sha256: Hex digest of that file.
     """
@@ -40,8 +47,11 @@ class ValidatedData:
     freq: str
     source: str
     sha256: str
+    as_of: pd.Timestamp
     filled: dict[str, int] = field(default_factory=dict)
     duplicates_dropped: int = 0
+    rows_after_as_of: int = 0
+    rows_out_of_order: int = 0
 
     @property
     def series_ids(self) -> list[str]:
@@ -49,32 +59,52 @@ class ValidatedData:
 
 
 def validate(
-    loaded: LoadedData, data: DataConfig, model: ModelConfig, evaluation: EvaluationConfig
+    loaded: LoadedData,
+    data: DataConfig,
+    model: ModelConfig,
+    evaluation: EvaluationConfig,
+    as_of: datetime | pd.Timestamp | None = None,
 ) -> ValidatedData:
     """Checks and cleans loaded data; see `ValidatedData` for what the result guarantees.
 
-    Unsorted rows are sorted silently, exact duplicate rows dropped, and runs of up to
-    `data.max_fill` missing steps (absent timestamps or missing values) filled by linear
-    interpolation, with a warning and counts in the result.
+    Rows after `as_of` are dropped (and counted) before any other check reads them, so data
+    that arrived later cannot fail or change a replay. Unsorted rows are sorted, exact duplicate
+    rows dropped, and runs of up to `data.max_fill` missing steps (absent timestamps or missing
+    values) filled by linear interpolation, with a warning; all of it is counted in the result.
+
+    Args:
+        loaded: From `load_series`.
+        data: Column names and repair limits.
+        model: For the length each series needs.
+        evaluation: For the validation and test blocks each series needs.
+        as_of: Use only rows at or before this time (time-zone aware exactly when the data
+            are); None uses every row.
 
     Raises:
-        DataValidationError: Unparseable timestamps, text or Inf in numeric columns,
-            conflicting duplicates, an irregular frequency, or a gap longer than `max_fill`.
+        DataValidationError: Unparseable timestamps, an as-of that does not fit the data,
+            text or Inf in numeric columns, a series without values, conflicting duplicates,
+            an irregular frequency, a gap longer than `max_fill`, or a constant series.
         InsufficientHistoryError: A series is too short.
     """
     where = f"Data file {str(loaded.source)!r}"
-    frame = loaded.frame.copy()
-    frame["ds"] = _parse_timestamps(frame, data.time_column, where, loaded.row_label)
-    for column, name in [("y", data.target_column), *[(c, c) for c in data.covariates]]:
-        frame[column] = _parse_numbers(frame, column, name, where, loaded.row_label)
-    frame, dropped = _drop_duplicates(frame, data.time_column, where, loaded.row_label)
-    frame = frame.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
-    freq = data.freq or _infer_freq(frame, where)
+    label = loaded.row_label
+    frame, after = _cut_at_as_of(loaded.frame.copy(), as_of, data.time_column, where, label)
+    frame["ds"] = _parse_timestamps(frame, data.time_column, where, label)
     value_columns = ["y", *data.covariates]
-    frame = _regularize(frame, freq, where, data.time_column, loaded.row_label)
-    filled = _fill_gaps(frame, value_columns, data.max_fill, freq, where)
-    _check_lengths(frame, model, evaluation, where)
-    _check_not_constant(frame, data.target_column, where)
+    for column, name in zip(value_columns, [data.target_column, *data.covariates], strict=True):
+        frame[column] = _parse_numbers(frame, column, name, where, label)
+        _check_has_values(frame, column, name, where, label)
+    frame, dropped = _drop_duplicates(frame, data.time_column, where, label)
+    out_of_order = int(
+        (frame.groupby("unique_id", sort=False)["ds"].diff() < pd.Timedelta(0)).sum()
+    )
+    frame = frame.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+    later = " or give a later --as-of" if as_of is not None else ""
+    freq = data.freq or _infer_freq(frame, where, later)
+    frame = _regularize(frame, freq, where, data.time_column, label)
+    filled = _fill_gaps(frame, value_columns, data.max_fill, freq, where, label)
+    _check_lengths(frame, model, evaluation, where, later)
+    _check_not_constant(frame, data.target_column, where, label)
     if filled:
         warnings.warn(
             f"{where}: filled {sum(filled.values())} missing values by interpolation "
@@ -86,9 +116,92 @@ def validate(
         freq=freq,
         source=str(loaded.source),
         sha256=loaded.sha256,
+        as_of=_run_as_of(frame["ds"], as_of),
         filled=filled,
         duplicates_dropped=dropped,
+        rows_after_as_of=after,
+        rows_out_of_order=out_of_order,
     )
+
+
+def _run_as_of(ds: pd.Series, as_of: datetime | pd.Timestamp | None) -> pd.Timestamp:
+    """The configured as-of in the data's time zone (same instant), or the last timestamp."""
+    if as_of is None:
+        return ds.max()
+    moment = pd.Timestamp(as_of)
+    return moment.tz_convert(ds.dt.tz) if moment.tzinfo is not None else moment
+
+
+def _cut_at_as_of(
+    frame: pd.DataFrame, as_of: datetime | pd.Timestamp | None, column: str, where: str, label: str
+) -> tuple[pd.DataFrame, int]:
+    """Drops the rows after `as_of`; returns what is left and how many rows were dropped.
+
+    Runs before every other check so that rows which arrived later, junk included, cannot
+    fail a replay. A row whose timestamp cannot be read stays: nothing shows it is after the
+    as-of, and the timestamp checks then refuse it.
+    """
+    if as_of is None:
+        return frame, 0
+    moment = pd.Timestamp(as_of)
+    instants, aware = _instants(frame["ds"])
+    readable = instants.notna().to_numpy()
+    if not readable.any():
+        return frame, 0
+    first = int(np.flatnonzero(readable)[0])
+    if bool(aware[first]) != (moment.tzinfo is not None):
+        example = frame["ds"].iloc[first]
+        kinds = ("carry a UTC offset", "none") if aware[first] else ("have no UTC offset", "one")
+        raise DataValidationError(
+            f"{where}, column {column!r}: the timestamps {kinds[0]} ({label} "
+            f"{frame['row'].iloc[first]} reads {str(example)!r}) but --as-of "
+            f"{moment.isoformat()!r} has {kinds[1]}, so the two cannot be compared. Write the "
+            f"as-of the way the file writes its times, such as {_like(moment, example)!r}."
+        )
+    comparable = readable & (aware == aware[first])
+    if moment.tzinfo is not None:
+        after = comparable & (instants > moment.tz_convert("UTC")).to_numpy()
+    else:
+        after = comparable & (instants.dt.tz_localize(None) > moment).to_numpy()
+    if not (comparable & ~after).any():
+        earliest = instants[comparable].idxmin()
+        raise DataValidationError(
+            f"{where}, column {column!r}: --as-of {moment.isoformat()!r} is before the first "
+            f"timestamp {frame['ds'].loc[earliest]!r} ({label} {frame['row'].loc[earliest]}), "
+            "so no data are left to forecast from. Give a later as-of, or leave it out to "
+            "forecast from the last timestamp."
+        )
+    return frame[~after], int(after.sum())
+
+
+def _instants(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Each timestamp as a UTC instant (naive ones read as if UTC; NaT when unreadable) and
+    whether it carries a UTC offset. Only rows the fast parse cannot read are parsed one by one.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
+            parsed = pd.to_datetime(raw, errors="coerce")
+        aware = np.full(len(raw), parsed.dt.tz is not None)
+        utc = parsed.dt.tz_convert("UTC") if aware.any() else parsed.dt.tz_localize("UTC")
+    except ValueError:  # offsets that differ between rows
+        utc = pd.to_datetime(raw, errors="coerce", utc=True)
+        aware = np.array(raw.astype(str).str.contains(_OFFSET), dtype=bool)
+    suspects = (utc.isna() & raw.notna()).to_numpy()
+    if suspects.any():  # another format, or an offset where the first row had none
+        utc = utc.copy()
+        alone = pd.to_datetime(raw[suspects], errors="coerce", format="mixed", utc=True)
+        utc.iloc[np.flatnonzero(suspects)] = alone.to_numpy()
+        aware[suspects] = np.array(raw[suspects].astype(str).str.contains(_OFFSET), dtype=bool)
+    return utc, aware
+
+
+def _like(moment: pd.Timestamp, example: object) -> str:
+    """The as-of written the way `example` (a timestamp of the file) is: with its offset or none."""
+    stamp = pd.Timestamp(example)
+    if stamp.tzinfo is None:
+        return moment.tz_localize(None).isoformat(sep=" ")
+    return moment.tz_localize(stamp.tz).isoformat(sep=" ")
 
 
 def _rows(frame: pd.DataFrame, mask: np.ndarray | pd.Series, label: str, verb: str) -> str:
@@ -159,7 +272,7 @@ def _parse_numbers(
     numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
     text = (numbers.isna() & raw.notna()).to_numpy()
     if text.any():
-        examples = reprlib_list(raw[text])
+        examples = reprlib_list(raw[text].drop_duplicates())
         raise DataValidationError(
             f"{where}, column {name!r} must be numeric; {_rows(frame, text, label, 'hold')} text "
             f"such as {examples}. Clean them, or declare them missing with --na-values "
@@ -174,6 +287,22 @@ def _parse_numbers(
     return numbers
 
 
+def _check_has_values(frame: pd.DataFrame, column: str, name: str, where: str, label: str) -> None:
+    """Refuses a series whose column holds no value at all: there is nothing to fill from."""
+    counts = frame.groupby("unique_id", sort=False)[column].count()
+    empty = counts.index[counts.to_numpy() == 0].tolist()
+    if not empty:
+        return
+    series_id = empty[0]
+    lines = _rows(frame, frame["unique_id"] == series_id, label, "hold")
+    others = f" ({len(empty)} series have none: {reprlib_list(pd.Series(empty))})"
+    raise DataValidationError(
+        f"{where}: series {series_id!r} has no values in column {name!r}: its {lines} none"
+        f"{others if len(empty) > 1 else ''}. Supply its values, remove its lines from the file, "
+        "or name the right column with --target-column or --covariates."
+    )
+
+
 def _drop_duplicates(
     frame: pd.DataFrame, column: str, where: str, label: str
 ) -> tuple[pd.DataFrame, int]:
@@ -185,19 +314,28 @@ def _drop_duplicates(
     conflicting = keys & ~frame.duplicated(values, keep=False)
     if conflicting.any():
         sample = frame[conflicting].iloc[0]
+        local = (
+            " Local clock times repeat an hour when daylight saving time ends; if that is the "
+            "cause, export the times in UTC or with their UTC offset."
+            if frame["ds"].dt.tz is None
+            else ""
+        )
         raise DataValidationError(
             f"{where}, column {column!r}: {_rows(frame, conflicting, label, 'repeat')} a timestamp "
             f"with different values (series {sample['unique_id']!r} at {sample['ds']}). "
             "Keep one observation per timestamp and series, or name the series column with "
-            "--id-column if the file holds several series."
+            f"--id-column if the file holds several series.{local}"
         )
     return frame[~exact], int(exact.sum())
 
 
-def _infer_freq(frame: pd.DataFrame, where: str) -> str:
+def _infer_freq(frame: pd.DataFrame, where: str, later: str) -> str:
     steps = frame.groupby("unique_id", sort=False)["ds"].diff().dropna()
     if steps.empty:
-        raise InsufficientHistoryError(f"{where}: every series has a single timestamp.")
+        raise InsufficientHistoryError(
+            f"{where}: every series has a single timestamp, so there is no step to infer a "
+            f"frequency from and no history to learn. Supply more history{later}."
+        )
     step = steps.mode().iloc[0]
     return pd.tseries.frequencies.to_offset(step).freqstr
 
@@ -224,7 +362,7 @@ def _regularize(
 
 
 def _fill_gaps(
-    frame: pd.DataFrame, columns: list[str], max_fill: int, freq: str, where: str
+    frame: pd.DataFrame, columns: list[str], max_fill: int, freq: str, where: str, label: str
 ) -> dict[str, int]:
     """Fills runs of up to `max_fill` missing values in place; returns counts per series."""
     filled: dict[str, int] = {}
@@ -238,12 +376,23 @@ def _fill_gaps(
             first = frame.loc[index[start], "ds"]
             raise DataValidationError(
                 f"{where}, series {series_id!r}: {length} consecutive steps of {freq!r} are "
-                f"missing from {first} on, more than max_fill={max_fill} can bridge. Supply the "
-                "missing data, raise --max-fill (config key data.max_fill), or cut the file."
+                f"missing from {first} on{_around(frame, index, start, length, label)}, more "
+                f"than max_fill={max_fill} can bridge. Supply the missing data, raise --max-fill "
+                "(config key data.max_fill), or cut the file."
             )
         frame.loc[index, columns] = block.interpolate(limit_direction="both")
         filled[str(series_id)] = int(missing.sum())
     return filled
+
+
+def _around(frame: pd.DataFrame, index: pd.Index, start: int, length: int, label: str) -> str:
+    """Where a gap lies in the file, such as ' (after line 100, before line 121)'; the steps
+    next to a gap are observed, so they are lines of the file."""
+    rows = frame.loc[index, "row"].to_numpy()
+    places = [f"after {label} {int(rows[start - 1])}"] if start > 0 else []
+    if start + length < len(rows):
+        places.append(f"before {label} {int(rows[start + length])}")
+    return f" ({', '.join(places)})" if places else ""
 
 
 def _longest_run(mask: np.ndarray) -> tuple[int, int]:
@@ -256,7 +405,7 @@ def _longest_run(mask: np.ndarray) -> tuple[int, int]:
 
 
 def _check_lengths(
-    frame: pd.DataFrame, model: ModelConfig, evaluation: EvaluationConfig, where: str
+    frame: pd.DataFrame, model: ModelConfig, evaluation: EvaluationConfig, where: str, later: str
 ) -> None:
     lengths = frame.groupby("unique_id", sort=False).size()
     needed = {sid: min_series_length(n, model, evaluation) for sid, n in lengths.items()}
@@ -265,24 +414,27 @@ def _check_lengths(
         sid = short[0]
         n_val, n_test = split_sizes(int(lengths[sid]), model.horizon, evaluation)
         raise InsufficientHistoryError(
-            f"{where}: {len(short)} series too short {reprlib_list(pd.Series(short))}. "
+            f"{where}: {len(short)} series {'is' if len(short) == 1 else 'are'} too short: "
+            f"{reprlib_list(pd.Series(short))}. "
             f"Series {sid!r} has "
             f"{lengths[sid]} steps; it needs at least {needed[sid]} (input_size "
             f"{model.input_size} + horizon {model.horizon} for one training window, plus "
             f"validation and test blocks of at least one horizon each). Lower --input-size "
-            "or --horizon, or supply more history."
+            f"or --horizon, or supply more history{later}."
         )
 
 
-def _check_not_constant(frame: pd.DataFrame, target: str, where: str) -> None:
+def _check_not_constant(frame: pd.DataFrame, target: str, where: str, label: str) -> None:
     spread = frame.groupby("unique_id", sort=False)["y"].agg(lambda y: y.max() - y.min())
     constant = spread.index[spread.to_numpy() == 0].tolist()
     if constant:
+        series = frame[frame["unique_id"] == constant[0]]
+        value, lines = float(series["y"].iloc[0]), series["row"].dropna()
         raise DataValidationError(
             f"{where}, column {target!r}: the target never changes value in series "
-            f"{reprlib_list(pd.Series(constant))}, so there is nothing to learn and scaled errors "
-            "are undefined. "
-            "Remove them from the file."
+            f"{reprlib_list(pd.Series(constant))} (series {constant[0]!r} holds {value!r} on "
+            f"{label}s {int(lines.min())} to {int(lines.max())}), so there is nothing to learn "
+            "and scaled errors are undefined. Remove them from the file."
         )
 
 

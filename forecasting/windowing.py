@@ -48,6 +48,10 @@ class Scaling:
             for i, sid in enumerate(series_ids)
         }
 
+    def scale(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        """Z-scores each series' unscaled values (length, n_features) with its own statistics."""
+        return [(v - self.mean[i]) / self.std[i] for i, v in enumerate(values)]
+
     def descale_target(self, values: np.ndarray, series: np.ndarray) -> np.ndarray:
         """Turns scaled targets of shape (n_windows, horizon) back into original units."""
         return values * self.std[series, :1] + self.mean[series, :1]
@@ -125,7 +129,7 @@ def make_windows(
     test_start = lengths - blocks[:, 1]
     train_end = test_start - blocks[:, 0]
     scaling = fit_scaling(values, train_end)
-    scaled = [(v - scaling.mean[i]) / scaling.std[i] for i, v in enumerate(values)]
+    scaled = scaling.scale(values)
     first = np.full(len(values), model.input_size)
     splits = [
         (first, train_end),
@@ -164,9 +168,7 @@ def _window_set(
 
 def full_history_windows(windows: Windows, input_size: int, horizon: int) -> WindowSet:
     """All windows of every series up to its last observation, scaled as in training."""
-    scaled = [
-        (v - windows.scaling.mean[i]) / windows.scaling.std[i] for i, v in enumerate(windows.values)
-    ]
+    scaled = windows.scaling.scale(windows.values)
     starts = np.full(len(scaled), input_size)
     ends = np.array([len(v) for v in scaled])
     return _window_set(scaled, starts, ends, input_size, horizon)
@@ -174,9 +176,5 @@ def full_history_windows(windows: Windows, input_size: int, horizon: int) -> Win
 
 def last_inputs(windows: Windows, input_size: int) -> np.ndarray:
     """The scaled last `input_size` steps of each series; (n_series, input_size, n_features)."""
-    return np.stack(
-        [
-            ((v[-input_size:] - windows.scaling.mean[i]) / windows.scaling.std[i])
-            for i, v in enumerate(windows.values)
-        ]
-    ).astype(np.float32)
+    tails = [values[-input_size:] for values in windows.values]
+    return np.stack(windows.scaling.scale(tails)).astype(np.float32)

@@ -17,9 +17,20 @@ def test_two_fresh_processes_publish_byte_identical_forecasts(
     published = []
     for attempt in ("first", "second"):
         output_dir = tmp_path / attempt
-        run = forecast("run", "--data", str(etth1_slice), "--input-size", "48", "--horizon", "12",
-                       "--max-epochs", "3", "--output-dir", str(output_dir),
-                       home=tmp_path / f"prefect-{attempt}")
+        run = forecast(
+            "run",
+            "--data",
+            str(etth1_slice),
+            "--input-size",
+            "48",
+            "--horizon",
+            "12",
+            "--max-epochs",
+            "3",
+            "--output-dir",
+            str(output_dir),
+            home=tmp_path / f"prefect-{attempt}",
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         published.append((output_dir / "etth1" / "latest").resolve())
     first, second = published

@@ -175,3 +175,51 @@ def test_when_every_candidate_fails_nothing_is_published(published, monkeypatch)
     assert "Every candidate failed" in state.message and "loss became NaN" in state.message
     assert (config.output_dir / "slice" / "latest").resolve() == before
     assert sorted((config.output_dir / "slice" / "runs").iterdir()) == runs_before
+
+
+def test_many_series_with_covariates_and_time_zone(prefect_harness, panel, tmp_path) -> None:
+    from flows.pipeline import forecast_pipeline
+
+    frame = panel.assign(
+        ds=panel["ds"].dt.tz_localize("+05:30"), temperature=lambda f: f["y"].rolling(3).mean()
+    ).bfill()
+    path = tmp_path / "sites.parquet"
+    frame.rename(columns={"unique_id": "site", "ds": "time", "y": "load"}).to_parquet(path)
+    config = PipelineConfig(
+        name="sites",
+        output_dir=tmp_path / "outputs",
+        data=DataConfig(
+            path=path,
+            time_column="time",
+            target_column="load",
+            id_column="site",
+            covariates=("temperature",),
+        ),
+        model=ModelConfig(
+            horizon=6, input_size=24, segment_length=6, units=4, max_epochs=1, candidates=("gru",)
+        ),
+    )
+    summary = forecast_pipeline(config)
+    run = read_latest(config.output_dir, "sites")
+    spec = json.loads((run.path / "preprocessing.json").read_text())
+    assert summary["champion"] == "gru"
+    assert spec["features"] == ["y", "temperature"] and spec["series_ids"] == ["s0", "s1", "s2"]
+    text = pd.read_csv(run.path / "forecast.csv")
+    assert text.groupby("unique_id").size().to_dict() == {"s0": 6, "s1": 6, "s2": 6}
+    assert text["ds"].iloc[0] == "2024-01-17T16:00:00+05:30"
+    assert run.manifest["as_of"] == "2024-01-17T15:00:00+05:30"
+
+
+def test_config_file_paths_resolve_against_the_config_folder(tmp_path, monkeypatch) -> None:
+    from forecasting.config import build_config, load_config_file
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "pipeline.toml").write_text(
+        'output_dir = "published"\n[data]\npath = "inputs/series.csv"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    config = build_config(load_config_file(folder / "pipeline.toml"), base_dir=folder)
+    assert config.data.path == folder / "inputs" / "series.csv"
+    assert config.output_dir == folder / "published"
+    assert PipelineConfig().data.path == ETTH1  # defaults: the project, not the cwd

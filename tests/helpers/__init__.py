@@ -1,0 +1,1 @@
+"""Helper scripts that tests run as child processes."""

@@ -1,0 +1,80 @@
+"""The CLI's environment: concurrent `forecast run`s get separate temporary-server databases,
+and a user's own Prefect server or database settings are left alone."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from flows.cli import _quiet_environment
+
+DATABASE = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+SETTINGS = (DATABASE, "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_API_URL", "PREFECT_HOME")
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """No Prefect settings, PREFECT_HOME in tmp_path; exit handlers run at the test's end."""
+    for name in SETTINGS:
+        monkeypatch.setenv(name, "unset")  # so that monkeypatch restores each one afterwards
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    handlers = []
+    monkeypatch.setattr(atexit, "register", lambda function, *args: handlers.append(function))
+    yield tmp_path / "prefect"
+    for handler in handlers:
+        handler()
+
+
+def test_a_lone_run_keeps_prefects_default_database(clean_environment: Path) -> None:
+    _quiet_environment()
+    assert DATABASE not in os.environ
+
+
+def test_a_run_started_while_another_runs_gets_its_own_database(clean_environment: Path) -> None:
+    clean_environment.mkdir()
+    with FileLock(clean_environment / ".recurrent-server-0.lock"):  # another `forecast run`
+        _quiet_environment()
+    assert os.environ[DATABASE] == f"sqlite+aiosqlite:///{clean_environment / 'recurrent-1.db'}"
+
+
+@pytest.mark.parametrize(
+    "setting", ["PREFECT_API_URL", DATABASE, "PREFECT_API_DATABASE_CONNECTION_URL"]
+)
+def test_a_users_own_server_or_database_is_left_alone(
+    clean_environment: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    monkeypatch.setenv(setting, "http://prefect.example:4200/api")
+    clean_environment.mkdir()
+    with FileLock(clean_environment / ".recurrent-server-0.lock"):
+        _quiet_environment()
+    assert os.environ.get(DATABASE) == (os.environ[setting] if setting == DATABASE else None)
+    assert not (clean_environment / ".recurrent-server-1.lock").exists()
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_use_separate_temporary_server_databases(tmp_path: Path) -> None:
+    """Two processes set up as `forecast run` does, each with Prefect's temporary server."""
+    script = Path(__file__).parent / "helpers" / "tiny_flow.py"
+    home = tmp_path / "prefect"
+    environment = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    environment["PREFECT_HOME"] = str(home)
+    children = []
+    for _ in range(2):
+        child = subprocess.Popen(
+            [sys.executable, str(script)], env=environment, stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout.readline().strip() == "ready"  # holds its slot before the next starts
+        children.append(child)
+    outputs = [child.communicate(timeout=120)[0].split() for child in children]
+    assert [child.returncode for child in children] == [0, 0]
+    assert outputs == [
+        ["COMPLETED", f"sqlite+aiosqlite:///{home / 'prefect.db'}"],
+        ["COMPLETED", f"sqlite+aiosqlite:///{home / 'recurrent-1.db'}"],
+    ]
