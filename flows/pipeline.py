@@ -58,8 +58,8 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
                 f"Filled {sum(validated.filled.values())} missing values by interpolation in "
                 f"{len(validated.filled)} series (counted in the manifest)."
             )
-        # Sequential on purpose: candidates share TensorFlow's thread pools, so running them
-        # concurrently on 2 cores only interleaves them (see benchmarks/).
+        # Sequential on purpose: two threads saved 11% of gru + lstm wall time on 2 cores
+        # (benchmarks/concurrency.py), too little to risk seeds racing in shared global state.
         results = [tasks.train(kind, windows, config, season) for kind in config.model.candidates]
         choice = tasks.select(results, config)
         logger.info(f"Champion: {choice.model}. {choice.reason}")

@@ -46,6 +46,7 @@ def test_run_publishes_and_show_reads_it_back(etth1_slice: Path, tmp_path: Path)
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Traceback" not in run.stdout + run.stderr
+    assert "temporary server on http://127.0.0.1:" in run.stdout + run.stderr  # loopback only
     for kind in ("naive", "seasonal_naive", "simple_rnn", "gru", "lstm"):
         assert kind in run.stdout
     latest = output_dir / "demo" / "latest"

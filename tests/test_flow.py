@@ -223,3 +223,22 @@ def test_config_file_paths_resolve_against_the_config_folder(tmp_path, monkeypat
     assert config.data.path == folder / "inputs" / "series.csv"
     assert config.output_dir == folder / "published"
     assert PipelineConfig().data.path == ETTH1  # defaults: the project, not the cwd
+
+
+def test_a_hung_run_is_stopped_by_the_flow_timeout(prefect_harness, tiny_config, monkeypatch):
+    import time
+
+    from flows import pipeline
+
+    def hang(kind, windows, config, season_length):
+        time.sleep(30)
+
+    monkeypatch.setattr(pipeline.tasks.train, "fn", hang)
+    started = time.monotonic()
+    state = pipeline.forecast_pipeline.with_options(timeout_seconds=3)(
+        tiny_config, return_state=True
+    )
+    assert state.is_failed() and state.name == "TimedOut"
+    assert time.monotonic() - started < 25
+    assert not tiny_config.output_dir.exists()
+    assert pipeline.forecast_pipeline.timeout_seconds == pipeline.FLOW_TIMEOUT_SECONDS
