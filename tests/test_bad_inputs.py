@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from forecasting.publishing import make_run_id, publish_run
 from tests.conftest import ETTH1
+from tests.helpers import at_line, drop_lines, one_error_line
 
 NAME = "bad"
 EARLIER_AS_OF = "2000-01-01T00:00:00"  # before every file here, so a repaired run moves latest
@@ -67,18 +68,6 @@ class Case:
     says: tuple[str, ...] = ()
     counts: dict[str, int] = field(default_factory=dict)
     then: Callable[[Path], None] | None = None
-
-
-def at_line(frame: pd.DataFrame, line: int, column: str, value: str | None) -> pd.DataFrame:
-    """Returns a copy with the cell on CSV line `line` set to `value`."""
-    changed = frame.copy()
-    changed.loc[line - 2, column] = value
-    return changed
-
-
-def drop_lines(frame: pd.DataFrame, first: int, count: int) -> pd.DataFrame:
-    """Returns a copy without `count` data lines starting at CSV line `first`."""
-    return frame.drop(index=range(first - 2, first - 2 + count)).reset_index(drop=True)
 
 
 def repeat_line(frame: pd.DataFrame, line: int, value: str | None = None) -> pd.DataFrame:
@@ -404,18 +393,12 @@ def test_refused_input_is_one_line_and_publishes_nothing(flow_ready, etth1_rows,
 
     result = forecast_run(data, config, output_dir, case.options)
 
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
+    line = one_error_line(result)
     problem, place, remedy = case.says
-    assert problem in lines[0]
-    assert place in lines[0]
-    assert remedy in lines[0]
-    assert str(data) in lines[0] or str(config) in lines[0] or "command-line" in lines[0]
+    assert problem in line
+    assert place in line
+    assert remedy in line
+    assert str(data) in line or str(config) in line or "command-line" in line
     assert snapshot(output_dir) == before
     assert (output_dir / NAME / "latest").resolve() == earlier.resolve()
     assert sorted(tmp_path.iterdir()) == sorted([output_dir, data, config])

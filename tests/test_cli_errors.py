@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from tests.helpers import at_line, one_error_line
 
 PROJECT = Path(__file__).resolve().parent.parent
 ETTH1 = PROJECT / "data" / "ETTh1.csv"
@@ -33,13 +34,6 @@ def rows() -> pd.DataFrame:
     return pd.read_csv(ETTH1, nrows=600, dtype=str)
 
 
-def at_line(frame: pd.DataFrame, line: int, column: str, value: str | None) -> pd.DataFrame:
-    """Returns a copy with the cell on CSV line `line` (header = line 1) set to `value`."""
-    changed = frame.copy()
-    changed.loc[line - 2, column] = value
-    return changed
-
-
 def write_csv(frame: pd.DataFrame, path: Path, sep: str = ",") -> None:
     frame.to_csv(path, index=False, sep=sep)
 
@@ -50,16 +44,11 @@ def invoke(data: Path, output_dir: Path, *options: str):
 
 
 def assert_user_error(result, output_dir: Path) -> str:
-    """Checks the shape every user mistake shares and returns the message line."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
+    """Checks the shape every user mistake shares, that nothing was written, and returns the
+    message line."""
+    line = one_error_line(result)
     assert not output_dir.exists()
-    return lines[0]
+    return line
 
 
 class _ReachedPipeline(Exception):

@@ -17,6 +17,7 @@ from forecasting.config import DataConfig, EvaluationConfig, ModelConfig
 from forecasting.data import load_series
 from forecasting.errors import DataValidationError, InsufficientHistoryError
 from forecasting.validation import ValidatedData, validate
+from tests.helpers import at_line, drop_lines
 
 ETTH1 = Path(__file__).resolve().parent.parent / "data" / "ETTh1.csv"
 SMALL_MODEL = ModelConfig(input_size=24, horizon=6)
@@ -32,18 +33,6 @@ def write(frame: pd.DataFrame, directory: Path, name: str = "series.csv") -> Pat
     path = directory / name
     frame.to_csv(path, index=False)
     return path
-
-
-def at_line(frame: pd.DataFrame, line: int, column: str, value: str | None) -> pd.DataFrame:
-    """Returns a copy with the cell on CSV line `line` (header = line 1) set to `value`."""
-    changed = frame.copy()
-    changed.loc[line - 2, column] = value
-    return changed
-
-
-def drop_lines(frame: pd.DataFrame, first: int, count: int) -> pd.DataFrame:
-    """Returns a copy without `count` data lines starting at CSV line `first`."""
-    return frame.drop(index=range(first - 2, first - 2 + count)).reset_index(drop=True)
 
 
 def check(path: Path, model: ModelConfig = SMALL_MODEL, **options) -> ValidatedData:
