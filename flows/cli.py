@@ -4,11 +4,10 @@ the flow. A user mistake prints one line and exits 2; anything else is a bug wit
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +19,9 @@ from forecasting.config import (
     load_config_file,
 )
 from forecasting.errors import ForecastingError
+
+if TYPE_CHECKING:
+    from forecasting.publishing import PublishedRun
 
 app = typer.Typer(
     add_completion=False,
@@ -158,8 +160,12 @@ def run(
         typer.echo(f"Error: {state.message}", err=True)
         raise typer.Exit(1)
     summary = state.result()
-    _print_run(Path(summary["path"]))
+    from forecasting.publishing import read_run
+
+    _print_run(read_run(Path(summary["path"])))
     typer.echo(f"\nChampion: {summary['champion']}. {summary['reason']}")
+    if summary["reused"]:
+        typer.echo("Nothing new to train: this data, config and seed were already published.")
     typer.echo(f"Published to {summary['path']} ({time.perf_counter() - started:.0f} s)")
     typer.echo(f"Latest:     {config.output_dir / config.name / 'latest'}")
 
@@ -176,13 +182,14 @@ def show(
     from forecasting.publishing import read_latest
 
     try:
+        build_config({"name": name})  # a name must not lead out of the output folder
         latest = read_latest(output_dir, name)
     except ForecastingError as error:
         _fail(error)
     manifest = latest.manifest
     typer.echo(f"Run {manifest['run_id']} (as of {manifest['as_of']}), {latest.path}")
     typer.echo(f"Champion: {manifest['champion']['model']}. {manifest['champion']['reason']}\n")
-    _print_run(latest.path)
+    _print_run(latest)
     typer.echo("\n" + latest.forecast.head(rows).to_string(index=False))
 
 
@@ -222,11 +229,10 @@ def _build(config_file: Path | None, options: dict):
     return build_config(merged, source="command-line options")
 
 
-def _print_run(run_dir: Path) -> None:
-    import pandas as pd
-
-    board = pd.read_csv(run_dir / "leaderboard.csv")
-    shown = board[["model", "status", "mae", "rmse", "mase", "smape", "seconds", "epochs"]]
+def _print_run(run: PublishedRun) -> None:
+    """Prints a run's leaderboard, read from its hash-verified bytes."""
+    columns = ["model", "status", "mae", "rmse", "mase", "smape", "seconds", "epochs"]
+    shown = run.leaderboard[columns]
     typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
 
 
@@ -272,8 +278,3 @@ def _quiet_environment() -> None:
             database = f"sqlite+aiosqlite:///{home / f'recurrent-{slot}.db'}"
             os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database
         return
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app(prog_name="forecast")
-    sys.exit(0)

@@ -10,7 +10,7 @@ from prefect.logging import get_run_logger
 from prefect.states import Failed, State
 
 from flows import tasks
-from forecasting.config import PipelineConfig, season_for
+from forecasting.config import PipelineConfig
 from forecasting.errors import ForecastingError
 from forecasting.outputs import fingerprint
 from forecasting.publishing import make_run_id
@@ -46,25 +46,34 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
     logger = get_run_logger()
     try:
         validated = tasks.validate(tasks.load(config), config)
-        season = season_for(validated.freq, config.model.season_length)
+        run_id = make_run_id(validated.as_of, fingerprint(config, validated))
+        if (published := tasks.find_published(config, run_id)) is not None:
+            logger.info(
+                f"Run {run_id} is already published for the same data, settings, seed, code "
+                "and versions; reusing it instead of training again."
+            )
+            path = tasks.publish(config, run_id, {}, published)
+            champion = published["champion"]
+            return {
+                "run_id": run_id,
+                "champion": champion["model"],
+                "reason": champion["reason"],
+                "path": path,
+                "reused": True,
+            }
+        season = validated.season_length
         windows = tasks.make_windows(validated, config)
         logger.info(
             f"{len(validated.series_ids)} series, freq {validated.freq}, "
             f"{len(windows.train)}/{len(windows.validation)}/{len(windows.test)} "
             "train/validation/test windows"
         )
-        if validated.filled:
-            logger.warning(
-                f"Filled {sum(validated.filled.values())} missing values by interpolation in "
-                f"{len(validated.filled)} series (counted in the manifest)."
-            )
         # Sequential on purpose: two threads saved 11% of gru + lstm wall time on 2 cores
         # (benchmarks/concurrency.py), too little to risk seeds racing in shared global state.
         results = [tasks.train(kind, windows, config, season) for kind in config.model.candidates]
         choice = tasks.select(results, config)
         logger.info(f"Champion: {choice.model}. {choice.reason}")
         forecasts = tasks.forecast(results, choice, windows, validated, config)
-        run_id = make_run_id(validated.as_of, fingerprint(config, validated))
         files, manifest = tasks.package(
             run_id,
             config,
@@ -78,4 +87,10 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
         path = tasks.publish(config, run_id, files, manifest)
     except ForecastingError as error:
         return Failed(message=str(error))
-    return {"run_id": run_id, "champion": choice.model, "reason": choice.reason, "path": path}
+    return {
+        "run_id": run_id,
+        "champion": choice.model,
+        "reason": choice.reason,
+        "path": path,
+        "reused": False,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -36,7 +37,20 @@ def load(config: PipelineConfig) -> data.LoadedData:
 
 @_task
 def validate(loaded: data.LoadedData, config: PipelineConfig) -> validation.ValidatedData:
-    return validation.validate(loaded, config.data, config.model, config.evaluation, config.as_of)
+    """Validates; repairs the library reports as Python warnings go to the run's log."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        validated = validation.validate(
+            loaded, config.data, config.model, config.evaluation, config.as_of
+        )
+    for warning in caught:
+        get_run_logger().warning(str(warning.message))
+    return validated
+
+
+@_task
+def find_published(config: PipelineConfig, run_id: str) -> dict | None:
+    return publishing.published_manifest(config.output_dir, config.name, run_id)
 
 
 @_task

@@ -26,6 +26,7 @@ Metric = Literal["mae", "rmse", "mase", "smape"]
 # Simplest first: ties in the selection metric go to the earliest kind in this order.
 MODEL_ORDER: tuple[str, ...] = ("naive", "seasonal_naive", "simple_rnn", "gru", "lstm")
 RNN_KINDS: tuple[str, ...] = ("simple_rnn", "gru", "lstm")
+_RESERVED_COLUMNS = {"unique_id", "ds", "y", "row"}
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -60,6 +61,37 @@ class DataConfig(_Frozen):
         description="Largest data file read, in bytes (default 2 GiB); a larger file is refused "
         "before it is read, since reading takes several times its size in memory.",
     )
+
+    @field_validator("freq")
+    @classmethod
+    def _known_freq(cls, freq: str | None) -> str | None:
+        if freq is None:
+            return None
+        import pandas as pd
+
+        try:
+            offset = pd.tseries.frequencies.to_offset(freq)
+        except (ValueError, TypeError):
+            offset = None
+        if offset is None or offset.n <= 0:
+            raise ValueError(
+                "must be a positive pandas frequency such as 'h', '15min', 'D' or 'MS'. "
+                f"Received: freq={freq!r}"
+            )
+        return freq
+
+    @field_validator("covariates")
+    @classmethod
+    def _covariates_are_distinct(cls, covariates: tuple[str, ...]) -> tuple[str, ...]:
+        reserved = sorted(set(covariates) & _RESERVED_COLUMNS)
+        if reserved:
+            raise ValueError(
+                f"{reserved} are names used inside the pipeline; rename those columns in the "
+                f"file. Received: covariates={list(covariates)}"
+            )
+        if len(set(covariates)) != len(covariates):
+            raise ValueError(f"lists a column twice. Received: covariates={list(covariates)}")
+        return covariates
 
 
 class ModelConfig(_Frozen):
@@ -104,6 +136,13 @@ class ModelConfig(_Frozen):
     season_length: int | None = Field(
         None, ge=1, description="Season for seasonal_naive and MASE; inferred from freq if empty."
     )
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates_once(cls, candidates: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(candidates)) != len(candidates):
+            raise ValueError(f"names a model kind twice. Received: candidates={list(candidates)}")
+        return candidates
 
 
 class EvaluationConfig(_Frozen):
@@ -197,10 +236,10 @@ def build_config(
         key: dict(value) if isinstance(value, dict) else value for key, value in values.items()
     }
     if base_dir is not None:
-        if "output_dir" in values:
+        if isinstance(values.get("output_dir"), str):
             values["output_dir"] = base_dir / Path(values["output_dir"]).expanduser()
         data = values.get("data", {})
-        if "path" in data:
+        if isinstance(data, dict) and isinstance(data.get("path"), str):
             data["path"] = base_dir / Path(data["path"]).expanduser()
     try:
         return PipelineConfig.model_validate(values)
@@ -238,8 +277,13 @@ def load_config_file(path: Path) -> dict:
         raise ConfigError(
             f"Config file {str(path)!r} does not exist. Check the --config path."
         ) from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"Config file {str(path)!r} is not valid TOML: {error}.") from None
+    except OSError as error:
+        raise ConfigError(
+            f"Config file {str(path)!r} cannot be read ({error.strerror}). Pass a TOML file "
+            "with --config."
+        ) from None
 
 
 def season_for(freq: str, configured: int | None) -> int:
@@ -265,5 +309,5 @@ def season_for(freq: str, configured: int | None) -> int:
         if step == pd.Timedelta(weeks=1):
             return 52
         return 1
-    prefix = offset.name.split("-")[0].upper()
+    prefix = offset.rule_code.split("-")[0].upper()
     return {"ME": 12, "MS": 12, "M": 12, "QE": 4, "QS": 4, "Q": 4, "W": 52}.get(prefix, 1)

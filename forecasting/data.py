@@ -18,7 +18,6 @@ from forecasting.config import DataConfig
 from forecasting.errors import DataValidationError
 
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
-_CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 
 
 @dataclass(frozen=True)
@@ -118,13 +117,19 @@ def _read_csv(path: Path, wanted: list[str], config: DataConfig) -> pd.DataFrame
     _check_columns(path, header, wanted)
     text_columns = {name: str for name in wanted}
     try:
+        # Blank lines are kept, then dropped, so row positions stay file line numbers.
         raw = pd.read_csv(
-            path, usecols=wanted, dtype=text_columns, na_values=list(config.na_values)
+            path,
+            usecols=wanted,
+            dtype=text_columns,
+            na_values=list(config.na_values),
+            skip_blank_lines=False,
         )
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
         raise DataValidationError(
             f"Data file {str(path)!r} is not readable CSV: {error}."
         ) from None
+    raw = raw.dropna(how="all")
     if raw.empty:
         raise DataValidationError(
             f"Data file {str(path)!r} has a header but no data lines. Add observations below the "

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from forecasting.windowing import Windows, WindowSet
+
+if TYPE_CHECKING:
+    from forecasting.models import Forecaster
 
 Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
@@ -61,16 +65,27 @@ def held_out_truth(windows: Windows) -> np.ndarray:
     )
 
 
-def predict_windows(forecaster, windows: Windows, split: WindowSet) -> np.ndarray:
-    """A candidate's forecasts for `split`, in original units, shape (n_windows, horizon).
+def predict_descaled(
+    forecaster: Forecaster, windows: Windows, inputs: np.ndarray, series: np.ndarray
+) -> np.ndarray:
+    """A candidate's forecasts in original units, shape (n_windows, horizon).
+
+    Args:
+        inputs: Scaled windows, shape (n_windows, input_size, n_features).
+        series: Each window's series index, shape (n_windows,).
 
     Raises:
         FloatingPointError: The forecaster produced NaN or infinite values.
     """
-    scaled = np.asarray(forecaster.predict(split.inputs), dtype=np.float64)
+    scaled = np.asarray(forecaster.predict(inputs), dtype=np.float64)
     if not np.all(np.isfinite(scaled)):
         raise FloatingPointError(f"{forecaster.kind} produced NaN or infinite forecasts")
-    return windows.scaling.descale_target(scaled, split.series)
+    return windows.scaling.descale_target(scaled, series)
+
+
+def predict_windows(forecaster: Forecaster, windows: Windows, split: WindowSet) -> np.ndarray:
+    """A candidate's forecasts for `split`, in original units; see `predict_descaled`."""
+    return predict_descaled(forecaster, windows, split.inputs, split.series)
 
 
 def score(

@@ -213,6 +213,7 @@ class RNNForecaster:
 
         if epochs == 0:
             return self
+        keras.utils.set_random_seed(self.seed)  # independent of what trained in between
         self._compile(self.config.learning_rate / 10)
         inputs, level = self._shift(windows.inputs)
         self.model.fit(

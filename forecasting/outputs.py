@@ -7,15 +7,18 @@ import json
 import platform
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from forecasting.config import PipelineConfig
+from forecasting.config import RNN_KINDS, PipelineConfig
+from forecasting.errors import TrainingError
+from forecasting.evaluation import predict_descaled
 from forecasting.models import Forecaster, RNNForecaster
 from forecasting.publishing import SCHEMA_VERSION, frame_files, iso, json_bytes
 from forecasting.selection import Choice, leaderboard
-from forecasting.training import CandidateResult, refit_champion
+from forecasting.training import CandidateResult, finetune_champion
 from forecasting.validation import ValidatedData
 from forecasting.windowing import Windows, last_inputs
 
@@ -40,12 +43,8 @@ def forecast_future(
     Returns:
         Columns `unique_id`, `ds`, `horizon_step` (1-based), `y_hat`; one row per series and step.
     """
-    inputs = last_inputs(windows, input_size)
     series = np.arange(len(windows.series_ids))
-    scaled = np.asarray(forecaster.predict(inputs), dtype=np.float64)
-    if not np.all(np.isfinite(scaled)):
-        raise FloatingPointError(f"{forecaster.kind} produced NaN or infinite forecasts")
-    y_hat = windows.scaling.descale_target(scaled, series)
+    y_hat = predict_descaled(forecaster, windows, last_inputs(windows, input_size), series)
     last = data.frame.groupby("unique_id", sort=False)["ds"].max()
     offset = pd.tseries.frequencies.to_offset(data.freq)
     parts = []
@@ -70,11 +69,38 @@ def forecast_candidates(
     data: ValidatedData,
     config: PipelineConfig,
 ) -> dict[str, pd.DataFrame]:
-    """Fine-tunes the champion (see `refit_champion`), then forecasts with every finished
-    candidate; returns one `forecast_future` frame per kind."""
-    refit_champion(next(r for r in results if r.kind == champion), windows, config.model)
+    """Fine-tunes the champion (see `finetune_champion`), then forecasts with every finished
+    candidate; returns one `forecast_future` frame per kind.
+
+    A candidate other than the champion whose forecast is not finite is left out of the
+    candidate forecasts; the run goes on.
+
+    Raises:
+        TrainingError: The champion failed while fine-tuning or forecasting; nothing is published.
+    """
     size = config.model.horizon, config.model.input_size
-    return {r.kind: forecast_future(r.forecaster, windows, data, *size) for r in results if r.ok}
+    try:
+        finetune_champion(next(r for r in results if r.kind == champion), windows, config.model)
+        forecasts = {
+            champion: forecast_future(_forecaster(results, champion), windows, data, *size)
+        }
+    except (RuntimeError, FloatingPointError) as error:
+        raise TrainingError(
+            f"The champion {champion} failed while fine-tuning on all data or forecasting "
+            f"({type(error).__name__}: {error}); nothing is published and the previous run "
+            "stays. Lower the learning rate or set model.finetune_epochs = 0."
+        ) from None
+    for result in results:
+        if result.ok and result.kind != champion:
+            try:
+                forecasts[result.kind] = forecast_future(result.forecaster, windows, data, *size)
+            except FloatingPointError:
+                continue
+    return forecasts
+
+
+def _forecaster(results: list[CandidateResult], kind: str) -> Forecaster:
+    return next(r.forecaster for r in results if r.kind == kind)
 
 
 def label_forecast(
@@ -88,7 +114,7 @@ def preprocessing_spec(
     windows: Windows, config: PipelineConfig, data: ValidatedData, champion: str, season_length: int
 ) -> dict:
     """Everything needed to turn new history into the champion's input, and its output back."""
-    normalized = champion in ("simple_rnn", "gru", "lstm") and config.model.normalize_window
+    normalized = champion in RNN_KINDS and config.model.normalize_window
     return {
         "schema_version": SCHEMA_VERSION,
         "model": champion,
@@ -176,8 +202,21 @@ def fingerprint(config: PipelineConfig, data: ValidatedData) -> str:
     settings = config.model_dump(mode="json", exclude={"name", "output_dir", "keep_runs"})
     for key in ("path", "max_file_bytes"):
         settings["data"].pop(key)
-    document = {"data": data.sha256, "config": settings, "versions": _versions()}
+    document = {
+        "data": data.sha256,
+        "config": settings,
+        "versions": _versions(),
+        "code": _code_digest(),
+    }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _code_digest() -> str:
+    """sha256 of this library's source, so a code change is a new run even at one version."""
+    digest = hashlib.sha256()
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes())
+    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:

@@ -54,6 +54,7 @@ class PublishedRun:
     path: Path
     manifest: dict
     forecast: pd.DataFrame
+    leaderboard: pd.DataFrame | None = None
 
 
 def make_run_id(as_of: pd.Timestamp, fingerprint: str) -> str:
@@ -77,7 +78,10 @@ def iso(value: pd.Timestamp) -> str:
 def frame_files(
     forecast: pd.DataFrame, candidates: pd.DataFrame, leaderboard: pd.DataFrame
 ) -> dict[str, bytes]:
-    """Serializes the run's tables: forecast as CSV (ISO-8601 `ds`, `as_of`) and Parquet."""
+    """Serializes the run's tables: forecast as CSV (ISO-8601 `ds`, `as_of`) and Parquet, its
+    columns in the readers' contract order (`FORECAST_COLUMNS`)."""
+    forecast = forecast[FORECAST_COLUMNS]
+    candidates = candidates[FORECAST_COLUMNS]
     text = forecast.copy()
     for column in ("ds", "as_of"):
         text[column] = [iso(value) for value in text[column]]
@@ -330,6 +334,17 @@ def _is_leftover(entry: Path, runs_dir: Path) -> bool:
     )
 
 
+def published_manifest(output_dir: Path | str, name: str, run_id: str) -> dict | None:
+    """The manifest of run `run_id` when it is sealed and every file verifies; else None."""
+    run_dir = Path(output_dir) / name / "runs" / run_id
+    if not (run_dir / MANIFEST).is_file():
+        return None
+    try:
+        return read_run(run_dir).manifest
+    except PublishError:
+        return None
+
+
 def sealed_runs(pipeline_dir: Path) -> list[str]:
     """Ids of the sealed runs of a pipeline, in run id order (as-of order, oldest first)."""
     runs_dir = pipeline_dir / "runs"
@@ -372,7 +387,7 @@ def read_run(run_dir: Path) -> PublishedRun:
     """Reads a sealed run folder, verifying every file against its manifest.
 
     Every file listed in the manifest is read once and checked (size, then sha256); the
-    forecast is parsed from those verified bytes, never from a second read of the disk.
+    forecast and leaderboard are parsed from those verified bytes, never from a second read.
 
     Raises:
         PublishError: The manifest is missing or malformed, a file is missing or does not match
@@ -380,17 +395,23 @@ def read_run(run_dir: Path) -> PublishedRun:
     """
     run_dir = Path(run_dir)
     manifest = _read_manifest(run_dir)
-    forecast_bytes = None
-    for filename, expected in _listing(run_dir, manifest).items():
-        data = _read_verified(run_dir, filename, expected)
-        if filename == "forecast.parquet":
-            forecast_bytes = data
+    verified = {
+        filename: _read_verified(run_dir, filename, expected)
+        for filename, expected in _listing(run_dir, manifest).items()
+    }
+    forecast_bytes = verified.get("forecast.parquet")
     if forecast_bytes is None:
         raise PublishError(
             f"The manifest of {str(run_dir)!r} lists no forecast.parquet, so it is not a "
             "complete run. Republish it, or read another run."
         )
-    return PublishedRun(run_dir, manifest, pd.read_parquet(io.BytesIO(forecast_bytes)))
+    board = verified.get("leaderboard.csv")
+    return PublishedRun(
+        run_dir,
+        manifest,
+        pd.read_parquet(io.BytesIO(forecast_bytes)),
+        None if board is None else pd.read_csv(io.BytesIO(board)),
+    )
 
 
 def _read_manifest(run_dir: Path) -> dict:

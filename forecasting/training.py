@@ -1,4 +1,4 @@
-"""Training one candidate, scoring it on the test windows, and refitting the champion."""
+"""Training one candidate, scoring it on the test windows, and fine-tuning the champion."""
 
 from __future__ import annotations
 
@@ -99,7 +99,9 @@ def train_candidate(
     return result
 
 
-def refit_champion(champion: CandidateResult, windows: Windows, config: ModelConfig) -> Forecaster:
+def finetune_champion(
+    champion: CandidateResult, windows: Windows, config: ModelConfig
+) -> Forecaster:
     """Brings the champion up to the last observation before it forecasts.
 
     An RNN is fine-tuned for `config.finetune_epochs` epochs at a tenth of its learning rate on

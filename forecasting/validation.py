@@ -9,10 +9,10 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from forecasting.config import DataConfig, EvaluationConfig, ModelConfig
+from forecasting.config import DataConfig, EvaluationConfig, ModelConfig, season_for
 from forecasting.data import LoadedData
-from forecasting.errors import DataValidationError, InsufficientHistoryError
-from forecasting.windowing import min_series_length, split_sizes
+from forecasting.errors import ConfigError, DataValidationError, InsufficientHistoryError
+from forecasting.windowing import min_series_length
 
 _SHOWN = 5  # offending rows quoted in a message
 _OFFSET = r"(Z|[+-]\d{2}:?\d{2})\s*$"  # a UTC offset at the end of a timestamp
@@ -34,6 +34,8 @@ class ValidatedData:
         freq: pandas frequency string of the grid.
         as_of: What the run knows up to: the configured as-of (in the data's time zone), or
             the last timestamp when none was given. The one source of the run's `as_of`.
+        season_length: Seasonal period for seasonal_naive and MASE (configured, or from freq);
+            at most input_size whenever seasonal_naive is a candidate.
         filled: Per series, how many values were filled by interpolation (only series with any).
         duplicates_dropped: Exact duplicate rows (same series, time and values) removed.
         rows_after_as_of: Rows of the file dropped because their timestamp is after `as_of`.
@@ -48,6 +50,7 @@ class ValidatedData:
     source: str
     sha256: str
     as_of: pd.Timestamp
+    season_length: int = 1
     filled: dict[str, int] = field(default_factory=dict)
     duplicates_dropped: int = 0
     rows_after_as_of: int = 0
@@ -89,6 +92,7 @@ def validate(
     where = f"Data file {str(loaded.source)!r}"
     label = loaded.row_label
     frame, after = _cut_at_as_of(loaded.frame.copy(), as_of, data.time_column, where, label)
+    _check_ids(frame, data.id_column, where, label)
     frame["ds"] = _parse_timestamps(frame, data.time_column, where, label)
     value_columns = ["y", *data.covariates]
     for column, name in zip(value_columns, [data.target_column, *data.covariates], strict=True):
@@ -101,6 +105,7 @@ def validate(
     frame = frame.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
     later = " or give a later --as-of" if as_of is not None else ""
     freq = data.freq or _infer_freq(frame, where, later)
+    season_length = _season_that_fits(freq, model)
     frame = _regularize(frame, freq, where, data.time_column, label)
     filled = _fill_gaps(frame, value_columns, data.max_fill, freq, where, label)
     _check_lengths(frame, model, evaluation, where, later)
@@ -117,11 +122,33 @@ def validate(
         source=str(loaded.source),
         sha256=loaded.sha256,
         as_of=_run_as_of(frame["ds"], as_of),
+        season_length=season_length,
         filled=filled,
         duplicates_dropped=dropped,
         rows_after_as_of=after,
         rows_out_of_order=out_of_order,
     )
+
+
+def _check_ids(frame: pd.DataFrame, column: str | None, where: str, label: str) -> None:
+    missing = frame["unique_id"].isna().to_numpy()
+    if column and missing.any():
+        raise DataValidationError(
+            f"{where}, column {column!r}: {_rows(frame, missing, label, 'lack')} a series name. "
+            "Fill in the series those rows belong to, or remove them."
+        )
+
+
+def _season_that_fits(freq: str, model: ModelConfig) -> int:
+    season = season_for(freq, model.season_length)
+    if "seasonal_naive" in model.candidates and season > model.input_size:
+        raise ConfigError(
+            f"seasonal_naive repeats the last season of {season} steps (frequency {freq!r}), but "
+            f"each input window holds only input_size={model.input_size} steps. Raise "
+            f"--input-size to at least {season}, set model.season_length, or drop "
+            "seasonal_naive from model.candidates."
+        )
+    return season
 
 
 def _run_as_of(ds: pd.Series, as_of: datetime | pd.Timestamp | None) -> pd.Timestamp:
@@ -336,6 +363,11 @@ def _infer_freq(frame: pd.DataFrame, where: str, later: str) -> str:
             f"{where}: every series has a single timestamp, so there is no step to infer a "
             f"frequency from and no history to learn. Supply more history{later}."
         )
+    for _, group in frame.groupby("unique_id", sort=False):
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            calendar = pd.infer_freq(group["ds"]) if len(group) >= 3 else None
+        if calendar is not None:
+            return calendar.freqstr  # regular calendar steps such as "MS" or "W-SUN"
     step = steps.mode().iloc[0]
     return pd.tseries.frequencies.to_offset(step).freqstr
 
@@ -412,7 +444,6 @@ def _check_lengths(
     short = [sid for sid, n in lengths.items() if n < needed[sid]]
     if short:
         sid = short[0]
-        n_val, n_test = split_sizes(int(lengths[sid]), model.horizon, evaluation)
         raise InsufficientHistoryError(
             f"{where}: {len(short)} series {'is' if len(short) == 1 else 'are'} too short: "
             f"{reprlib_list(pd.Series(short))}. "

@@ -377,3 +377,57 @@ def test_user_error_never_imports_tensorflow_or_prefect(rows, tmp_path):
     report = json.loads(finished.stdout.splitlines()[-1])
     assert report["exit_code"] == 2
     assert report["loaded"] == []
+
+
+@pytest.mark.parametrize(
+    ("options", "fragments"),
+    [
+        (["--freq", "xyz"], ["data.freq", "positive pandas frequency", "'xyz'"]),
+        (["--freq", "0h"], ["data.freq", "positive pandas frequency"]),
+        (["--covariates", "row"], ["data.covariates", "names used inside the pipeline"]),
+        (["--covariates", "HUFL,HUFL"], ["data.covariates", "lists a column twice"]),
+    ],
+    ids=["unknown-freq", "zero-freq", "reserved-covariate", "repeated-covariate"],
+)
+def test_bad_option_values_are_one_line(rows, tmp_path, options, fragments):
+    data = tmp_path / "good.csv"
+    write_csv(rows, data)
+    output_dir = tmp_path / "out"
+    message = assert_user_error(invoke(data, output_dir, *SMALL, *options), output_dir)
+    for fragment in fragments:
+        assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("output_dir = 5\n", "output_dir"),
+        ("[model]\ncandidates = ['gru', 'gru']\n", "names a model kind twice"),
+    ],
+    ids=["number-as-path", "repeated-candidate"],
+)
+def test_config_values_of_the_wrong_shape_are_one_line(rows, tmp_path, text, fragment):
+    data = tmp_path / "good.csv"
+    write_csv(rows, data)
+    config = tmp_path / "pipeline.toml"
+    config.write_text(text)
+    output_dir = tmp_path / "out"
+    message = assert_user_error(invoke(data, output_dir, "--config", str(config)), output_dir)
+    assert fragment in message
+
+
+def test_a_folder_as_config_file_is_one_line(rows, tmp_path):
+    data = tmp_path / "good.csv"
+    write_csv(rows, data)
+    output_dir = tmp_path / "out"
+    message = assert_user_error(invoke(data, output_dir, "--config", str(tmp_path)), output_dir)
+    assert "cannot be read" in message and "--config" in message
+
+
+def test_a_window_shorter_than_a_season_is_one_line(rows, tmp_path):
+    data = tmp_path / "good.csv"
+    write_csv(rows, data)
+    output_dir = tmp_path / "out"
+    result = invoke(data, output_dir, "--input-size", "12", "--horizon", "6")
+    message = assert_user_error(result, output_dir)
+    assert "--input-size to at least 24" in message

@@ -54,6 +54,28 @@ def test_run_publishes_and_show_reads_it_back(etth1_slice: Path, tmp_path: Path)
     forecast_file = pd.read_csv(latest / "forecast.csv")
     assert len(forecast_file) == 12
 
+    again = forecast(
+        "run",
+        "--data",
+        str(etth1_slice),
+        "--input-size",
+        "48",
+        "--horizon",
+        "12",
+        "--max-epochs",
+        "2",
+        "--name",
+        "demo",
+        "--output-dir",
+        str(output_dir),
+        home=tmp_path / "prefect",
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Nothing new to train" in again.stdout
+    assert " epoch " not in again.stdout + again.stderr  # nothing was trained
+    assert latest.resolve().name == forecast_file["run_id"].iloc[0]
+    assert len(list((output_dir / "demo" / "runs").iterdir())) == 1
+
     show = forecast("show", "demo", "--output-dir", str(output_dir), home=tmp_path / "prefect")
     assert show.returncode == 0, show.stderr
     champion = forecast_file["model"].iloc[0]
@@ -66,3 +88,9 @@ def test_show_without_a_run_says_what_to_do(tmp_path: Path) -> None:
     assert show.returncode == 2
     assert "Run `forecast run` first" in show.stderr
     assert "Traceback" not in show.stderr
+
+
+def test_show_refuses_a_name_that_leads_out_of_the_output_folder(tmp_path: Path) -> None:
+    show = forecast("show", "../etc", "--output-dir", str(tmp_path), home=tmp_path / "prefect")
+    assert show.returncode == 2
+    assert "cannot escape the output folder" in show.stderr

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from forecasting.config import PipelineConfig
+from forecasting.errors import TrainingError
+from forecasting.models import RNNForecaster
+from forecasting.outputs import forecast_candidates
 from forecasting.training import train_candidate
+from forecasting.validation import ValidatedData
 from forecasting.windowing import WindowSet, make_windows
 
 pytestmark = pytest.mark.slow
@@ -69,3 +74,43 @@ def test_every_rnn_kind_trains_with_clipped_gradients(windows, tiny_model, kind)
     assert result.test_predictions.shape == (len(windows.test), tiny_model.horizon)
     assert set(result.metrics) == {"mae", "rmse", "mase", "smape"}
     assert result.forecaster.model.optimizer.clipnorm == 1.0
+
+
+def validated_panel(panel) -> ValidatedData:
+    return ValidatedData(
+        frame=panel,
+        freq="h",
+        source="panel",
+        sha256="0" * 64,
+        as_of=panel["ds"].max(),
+        season_length=24,
+    )
+
+
+def test_champion_forecast_does_not_depend_on_candidates_trained_after_it(
+    panel, windows, tiny_model
+) -> None:
+    config = PipelineConfig(model=tiny_model)
+    data = validated_panel(panel)
+    alone = [train_candidate("gru", windows, tiny_model, 24, seed=5)]
+    with_others = [
+        train_candidate("gru", windows, tiny_model, 24, seed=5),
+        train_candidate("lstm", windows, tiny_model, 24, seed=6),
+    ]
+    first = forecast_candidates(alone, "gru", windows, data, config)["gru"]
+    second = forecast_candidates(with_others, "gru", windows, data, config)["gru"]
+    np.testing.assert_array_equal(first["y_hat"], second["y_hat"])
+
+
+def test_a_non_finite_forecast_drops_that_candidate_not_the_run(
+    panel, windows, tiny_model, monkeypatch
+) -> None:
+    config = PipelineConfig(model=tiny_model)
+    results = [train_candidate(kind, windows, tiny_model, 24, seed=1) for kind in ("naive", "gru")]
+    monkeypatch.setattr(
+        RNNForecaster, "predict", lambda self, inputs: np.full((len(inputs), 6), np.nan)
+    )
+    forecasts = forecast_candidates(results, "naive", windows, validated_panel(panel), config)
+    assert list(forecasts) == ["naive"]
+    with pytest.raises(TrainingError, match="champion gru failed .* nothing is published"):
+        forecast_candidates(results, "gru", windows, validated_panel(panel), config)

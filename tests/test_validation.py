@@ -15,7 +15,7 @@ import pytest
 
 from forecasting.config import DataConfig, EvaluationConfig, ModelConfig
 from forecasting.data import load_series
-from forecasting.errors import DataValidationError, InsufficientHistoryError
+from forecasting.errors import ConfigError, DataValidationError, InsufficientHistoryError
 from forecasting.validation import ValidatedData, validate
 from tests.helpers import at_line, drop_lines
 
@@ -381,3 +381,37 @@ def test_parquet_errors_name_rows(rows, tmp_path):
     message = message_of(path)
     assert str(path) in message
     assert "row 5 " in message
+
+
+# --- review fixes: ids, blank lines, calendar frequencies, season ---------------------------
+
+
+def test_rows_without_a_series_name_are_refused(rows, tmp_path):
+    frame = rows.assign(site="a")
+    frame.loc[[3, 4], "site"] = None
+    message = message_of(write(frame, tmp_path), id_column="site")
+    assert "column 'site'" in message and "lines 5, 6 lack a series name" in message
+
+
+def test_blank_lines_keep_line_numbers_true(rows, tmp_path):
+    path = write(at_line(rows, 11, "OT", "abc"), tmp_path)
+    text = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(text[:5] + ["\n"] + text[5:]))  # a blank line 6
+    assert "line 12 holds text" in message_of(path)
+
+
+def test_monthly_data_gets_a_calendar_frequency(tmp_path):
+    months = pd.date_range("2000-01-01", periods=120, freq="MS")
+    frame = pd.DataFrame({"date": months, "OT": np.sin(np.arange(120)) + np.arange(120) / 10})
+    validated = check(write(frame, tmp_path), model=ModelConfig(input_size=12, horizon=3))
+    assert validated.freq == "MS"
+    assert validated.season_length == 12
+    assert validated.filled == {}
+
+
+def test_a_season_longer_than_the_window_is_refused_when_seasonal_naive_runs(rows, tmp_path):
+    path = write(rows, tmp_path)
+    with pytest.raises(ConfigError, match="season of 24 steps .* input_size=12"):
+        check(path, model=ModelConfig(input_size=12, horizon=6))
+    only_rnns = ModelConfig(input_size=12, horizon=6, candidates=("naive", "gru"))
+    assert check(path, model=only_rnns).season_length == 24
