@@ -26,23 +26,16 @@ def forecast(*args: str, home: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
+def run_on_slice(data: Path, output_dir: Path, home: Path, *options: str):
+    """`forecast run` on an ETTh1 slice with a small window, in a fresh process."""
+    arguments = ["--data", str(data), "--input-size", "48", "--horizon", "12"]
+    return forecast("run", *arguments, "--output-dir", str(output_dir), *options, home=home)
+
+
 def test_run_publishes_and_show_reads_it_back(etth1_slice: Path, tmp_path: Path) -> None:
     output_dir = tmp_path / "out"
-    run = forecast(
-        "run",
-        "--data",
-        str(etth1_slice),
-        "--input-size",
-        "48",
-        "--horizon",
-        "12",
-        "--max-epochs",
-        "2",
-        "--name",
-        "demo",
-        "--output-dir",
-        str(output_dir),
-        home=tmp_path / "prefect",
+    run = run_on_slice(
+        etth1_slice, output_dir, tmp_path / "prefect", "--max-epochs", "2", "--name", "demo"
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Traceback" not in run.stdout + run.stderr
@@ -54,21 +47,8 @@ def test_run_publishes_and_show_reads_it_back(etth1_slice: Path, tmp_path: Path)
     forecast_file = pd.read_csv(latest / "forecast.csv")
     assert len(forecast_file) == 12
 
-    again = forecast(
-        "run",
-        "--data",
-        str(etth1_slice),
-        "--input-size",
-        "48",
-        "--horizon",
-        "12",
-        "--max-epochs",
-        "2",
-        "--name",
-        "demo",
-        "--output-dir",
-        str(output_dir),
-        home=tmp_path / "prefect",
+    again = run_on_slice(
+        etth1_slice, output_dir, tmp_path / "prefect", "--max-epochs", "2", "--name", "demo"
     )
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Nothing new to train" in again.stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli_run import forecast
+from tests.test_cli_run import run_on_slice
 
 pytestmark = pytest.mark.slow
 
@@ -17,19 +17,8 @@ def test_two_fresh_processes_publish_byte_identical_forecasts(
     published = []
     for attempt in ("first", "second"):
         output_dir = tmp_path / attempt
-        run = forecast(
-            "run",
-            "--data",
-            str(etth1_slice),
-            "--input-size",
-            "48",
-            "--horizon",
-            "12",
-            "--max-epochs",
-            "3",
-            "--output-dir",
-            str(output_dir),
-            home=tmp_path / f"prefect-{attempt}",
+        run = run_on_slice(
+            etth1_slice, output_dir, tmp_path / f"prefect-{attempt}", "--max-epochs", "3"
         )
         assert run.returncode == 0, run.stderr[-2000:]
         published.append((output_dir / "etth1" / "latest").resolve())
