@@ -20,14 +20,45 @@ _PREDICT_BATCH = 512
 
 
 class Forecaster(Protocol):
-    kind: str
+    """What every candidate answers, baselines included."""
 
-    def fit(self, train: WindowSet, validation: WindowSet) -> Forecaster: ...
+    kind: str
+    trains: bool  # whether fitting changes it (False for the naive baselines)
+    epochs_trained: int
+    best_epoch: int
+    stopped_by_budget: bool
+
+    def fit(
+        self, train: WindowSet, validation: WindowSet, callbacks: list | None = None
+    ) -> Forecaster: ...
+
+    def finetune(self, windows: WindowSet, epochs: int) -> Forecaster: ...
 
     def predict(self, inputs: np.ndarray) -> np.ndarray: ...
 
+    def to_bytes(self) -> bytes | None: ...
 
-class NaiveForecaster:
+
+class _Baseline:
+    """What the naive baselines share: nothing to fit, fine-tune or save."""
+
+    kind = ""
+    trains = False
+    epochs_trained = 0
+    best_epoch = 0
+    stopped_by_budget = False
+
+    def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
+        return self
+
+    def finetune(self, windows: WindowSet, epochs: int):
+        return self
+
+    def to_bytes(self) -> None:
+        return None
+
+
+class NaiveForecaster(_Baseline):
     """Repeats the last observed value of the target for every horizon step."""
 
     kind = "naive"
@@ -35,15 +66,12 @@ class NaiveForecaster:
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
 
-    def fit(self, train: WindowSet, validation: WindowSet) -> NaiveForecaster:
-        return self
-
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Maps inputs of shape (n, input_size, n_features) to forecasts of shape (n, horizon)."""
         return np.repeat(inputs[:, -1:, 0], self.horizon, axis=1)
 
 
-class SeasonalNaiveForecaster:
+class SeasonalNaiveForecaster(_Baseline):
     """Repeats the last observed season of the target."""
 
     kind = "seasonal_naive"
@@ -51,9 +79,6 @@ class SeasonalNaiveForecaster:
     def __init__(self, horizon: int, season_length: int) -> None:
         self.horizon = horizon
         self.season_length = season_length
-
-    def fit(self, train: WindowSet, validation: WindowSet) -> SeasonalNaiveForecaster:
-        return self
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Maps inputs of shape (n, input_size, n_features) to forecasts of shape (n, horizon)."""
@@ -132,6 +157,8 @@ class RNNForecaster:
     target inputs and its targets before the network sees them, and added back to the network's
     output (as NLinear does), so the network learns changes rather than levels.
     """
+
+    trains = True
 
     def __init__(self, kind: str, config: ModelConfig, n_features: int, seed: int) -> None:
         import keras

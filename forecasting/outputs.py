@@ -15,7 +15,7 @@ import pandas as pd
 from forecasting.config import RNN_KINDS, PipelineConfig
 from forecasting.errors import TrainingError
 from forecasting.evaluation import predict_descaled
-from forecasting.models import Forecaster, RNNForecaster
+from forecasting.models import Forecaster
 from forecasting.publishing import SCHEMA_VERSION, frame_files, iso, json_bytes
 from forecasting.selection import Choice, leaderboard
 from forecasting.training import CandidateResult, finetune_champion
@@ -187,7 +187,7 @@ def build_manifest(
                 "epochs": r.epochs,
                 "best_epoch": r.best_epoch,
                 "fine_tuned_epochs": config.model.finetune_epochs
-                if r.kind == choice.model and isinstance(r.forecaster, RNNForecaster)
+                if r.kind == choice.model and r.forecaster.trains
                 else 0,
             }
             for r in results
@@ -254,8 +254,8 @@ def assemble_run(
     board = leaderboard(results)
     files = frame_files(forecast, candidates, board)
     champion = next(r for r in results if r.kind == choice.model)
-    if isinstance(champion.forecaster, RNNForecaster):
-        files["model.keras"] = champion.forecaster.to_bytes()
+    if (model_bytes := champion.forecaster.to_bytes()) is not None:
+        files["model.keras"] = model_bytes
     files["preprocessing.json"] = json_bytes(
         preprocessing_spec(windows, config, data, choice.model, season_length)
     )

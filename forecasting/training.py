@@ -10,7 +10,7 @@ import numpy as np
 
 from forecasting.config import ModelConfig
 from forecasting.evaluation import held_out_truth, insample_scale, predict_windows, score
-from forecasting.models import Forecaster, RNNForecaster, make_forecaster
+from forecasting.models import Forecaster, make_forecaster
 from forecasting.windowing import Windows, full_history_windows
 
 Progress = Callable[[str], None]
@@ -64,8 +64,8 @@ def train_candidate(
     started = time.perf_counter()
     try:
         forecaster = make_forecaster(kind, config, len(windows.features), season_length, seed)
-        if isinstance(forecaster, RNNForecaster):
-            forecaster.fit(windows.train, windows.validation, callbacks=[_epoch_logger(kind, say)])
+        callbacks = [_epoch_logger(kind, say)] if forecaster.trains else []
+        forecaster.fit(windows.train, windows.validation, callbacks=callbacks)
         y_hat = predict_windows(forecaster, windows, windows.test)
     except Exception as error:  # noqa: BLE001 - any failure of one candidate must not stop the run
         reason = f"{type(error).__name__}: {error}".strip()
@@ -74,7 +74,7 @@ def train_candidate(
     scale = insample_scale(windows, season_length)[windows.test.series]
     metrics = score(held_out_truth(windows), y_hat, scale)
     budget_note = ""
-    if getattr(forecaster, "stopped_by_budget", False):
+    if forecaster.stopped_by_budget:
         budget_note = (
             f"stopped by the time budget of {config.time_budget_seconds:g} s after "
             f"{forecaster.epochs_trained} epochs; kept the best weights so far"
@@ -86,8 +86,8 @@ def train_candidate(
         reason=budget_note,
         metrics=metrics,
         seconds=time.perf_counter() - started,
-        epochs=getattr(forecaster, "epochs_trained", 0),
-        best_epoch=getattr(forecaster, "best_epoch", 0),
+        epochs=forecaster.epochs_trained,
+        best_epoch=forecaster.best_epoch,
         forecaster=forecaster,
         test_predictions=y_hat,
     )
@@ -112,7 +112,7 @@ def finetune_champion(
     read the latest history directly.
     """
     forecaster = champion.forecaster
-    if isinstance(forecaster, RNNForecaster) and config.finetune_epochs:
+    if forecaster.trains and config.finetune_epochs:
         history = full_history_windows(windows, config.input_size, config.horizon)
         forecaster.finetune(history, config.finetune_epochs)
     return forecaster
