@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from forecasting.errors import ConfigError
 
@@ -24,7 +25,7 @@ DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "outputs"
 ModelKind = Literal["naive", "seasonal_naive", "simple_rnn", "gru", "lstm"]
 Metric = Literal["mae", "rmse", "mase", "smape"]
 # Simplest first: ties in the selection metric go to the earliest kind in this order.
-MODEL_ORDER: tuple[str, ...] = ("naive", "seasonal_naive", "simple_rnn", "gru", "lstm")
+MODEL_ORDER: tuple[ModelKind, ...] = ("naive", "seasonal_naive", "simple_rnn", "gru", "lstm")
 RNN_KINDS: tuple[str, ...] = ("simple_rnn", "gru", "lstm")
 _RESERVED_COLUMNS = {"unique_id", "ds", "y", "row"}
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -251,12 +252,16 @@ def build_config(
         ) from None
 
 
-def _describe(issue: dict) -> str:
+def _describe(issue: ErrorDetails) -> str:
     """One pydantic error as `section.key: what is wrong`, with a suggestion for unknown keys."""
     where = ".".join(str(part) for part in issue["loc"]) or "config"
     if issue["type"] != "extra_forbidden":
         return f"{where}: {issue['msg'].removeprefix('Value error, ')}"
-    sections = {"data": DataConfig, "model": ModelConfig, "evaluation": EvaluationConfig}
+    sections: dict[str, type[BaseModel]] = {
+        "data": DataConfig,
+        "model": ModelConfig,
+        "evaluation": EvaluationConfig,
+    }
     section = sections.get(str(issue["loc"][0])) if len(issue["loc"]) > 1 else PipelineConfig
     known = list(section.model_fields) if section else []
     close = difflib.get_close_matches(str(issue["loc"][-1]), known, n=1)

@@ -93,14 +93,14 @@ def forecast_candidates(
     for result in results:
         if result.ok and result.kind != champion:
             try:
-                forecasts[result.kind] = forecast_future(result.forecaster, windows, data, *size)
+                forecasts[result.kind] = forecast_future(result.fitted(), windows, data, *size)
             except FloatingPointError:
                 continue
     return forecasts
 
 
 def _forecaster(results: list[CandidateResult], kind: str) -> Forecaster:
-    return next(r.forecaster for r in results if r.kind == kind)
+    return next(r.fitted() for r in results if r.kind == kind)
 
 
 def label_forecast(
@@ -187,7 +187,7 @@ def build_manifest(
                 "epochs": r.epochs,
                 "best_epoch": r.best_epoch,
                 "fine_tuned_epochs": config.model.finetune_epochs
-                if r.kind == choice.model and r.forecaster.trains
+                if r.kind == choice.model and r.fitted().trains
                 else 0,
             }
             for r in results
@@ -254,7 +254,7 @@ def assemble_run(
     board = leaderboard(results)
     files = frame_files(forecast, candidates, board)
     champion = next(r for r in results if r.kind == choice.model)
-    if (model_bytes := champion.forecaster.to_bytes()) is not None:
+    if (model_bytes := champion.fitted().to_bytes()) is not None:
         files["model.keras"] = model_bytes
     files["preprocessing.json"] = json_bytes(
         preprocessing_spec(windows, config, data, choice.model, season_length)

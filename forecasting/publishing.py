@@ -428,7 +428,9 @@ def _read_manifest(run_dir: Path) -> dict:
 
 def _listing(run_dir: Path, manifest: dict) -> dict[str, dict]:
     listing = manifest.get("files")
-    valid = isinstance(listing, dict) and all(
+    if not isinstance(listing, dict):
+        listing = None
+    valid = listing is not None and all(
         isinstance(entry, dict)
         and isinstance(entry.get("sha256"), str)
         and isinstance(entry.get("bytes"), int)
@@ -436,7 +438,7 @@ def _listing(run_dir: Path, manifest: dict) -> dict[str, dict]:
         and "/" not in filename
         for filename, entry in listing.items()
     )
-    if not valid:
+    if listing is None or not valid:
         raise PublishError(
             f"The manifest of {str(run_dir)!r} has no valid `files` listing "
             "(file name -> sha256 and bytes). Republish the run, or read another run."

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from forecasting.config import ModelConfig
+from forecasting.errors import TrainingError
 from forecasting.evaluation import held_out_truth, insample_scale, predict_windows, score
 from forecasting.models import Forecaster, make_forecaster
 from forecasting.windowing import Windows, full_history_windows
@@ -45,6 +46,16 @@ class CandidateResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def fitted(self) -> Forecaster:
+        """The fitted candidate.
+
+        Raises:
+            TrainingError: The candidate failed, so there is none.
+        """
+        if self.forecaster is None:
+            raise TrainingError(f"{self.kind} failed ({self.reason}); it has no fitted model.")
+        return self.forecaster
 
 
 def train_candidate(
@@ -111,7 +122,7 @@ def finetune_champion(
     while still teaching the model the most recent level. Naive models need no refit: they
     read the latest history directly.
     """
-    forecaster = champion.forecaster
+    forecaster = champion.fitted()
     if forecaster.trains and config.finetune_epochs:
         history = full_history_windows(windows, config.input_size, config.horizon)
         forecaster.finetune(history, config.finetune_epochs)
