@@ -21,7 +21,7 @@ from forecasting.config import (
 from forecasting.errors import ForecastingError
 
 if TYPE_CHECKING:
-    from forecasting.publishing import PublishedRun
+    from forecasting.reading import PublishedRun
 
 app = typer.Typer(
     add_completion=False,
@@ -160,7 +160,7 @@ def run(
         typer.echo(f"Error: {state.message}", err=True)
         raise typer.Exit(1)
     summary = state.result()
-    from forecasting.publishing import read_run
+    from forecasting.reading import read_run
 
     _print_run(read_run(Path(summary["path"])))
     typer.echo(f"\nChampion: {summary['champion']}. {summary['reason']}")
@@ -179,7 +179,7 @@ def show(
     rows: Annotated[int, typer.Option(help="Forecast rows to print.")] = 10,
 ) -> None:
     """Print the latest champion, its leaderboard and the head of its forecast."""
-    from forecasting.publishing import read_latest
+    from forecasting.reading import read_latest
 
     try:
         build_config({"name": name})  # a name must not lead out of the output folder

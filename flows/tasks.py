@@ -11,7 +11,16 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from forecasting import data, outputs, publishing, selection, training, validation, windowing
+from forecasting import (
+    data,
+    outputs,
+    publishing,
+    reading,
+    selection,
+    training,
+    validation,
+    windowing,
+)
 from forecasting.config import PipelineConfig
 from forecasting.errors import ForecastingError
 
@@ -50,7 +59,7 @@ def validate(loaded: data.LoadedData, config: PipelineConfig) -> validation.Vali
 
 @_task
 def find_published(config: PipelineConfig, run_id: str) -> dict | None:
-    return publishing.published_manifest(config.output_dir, config.name, run_id)
+    return reading.published_manifest(config.output_dir, config.name, run_id)
 
 
 @_task

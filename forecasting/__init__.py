@@ -14,7 +14,7 @@ from forecasting.errors import (
     TrainingError,
 )
 from forecasting.model_files import load_latest_model, load_published_model
-from forecasting.publishing import PublishedRun, read_latest, read_run
+from forecasting.reading import PublishedRun, read_latest, read_run
 
 __all__ = [
     "ConfigError",

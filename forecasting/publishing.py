@@ -11,7 +11,7 @@ While a writer works, its files carry temporary names that record who wrote them
 `.<target>.<pid>@<host>.<token>.tmp`: a run is assembled in `runs/.<run_id>.<pid>@<host>...tmp/`
 and renamed to `runs/<run_id>/` only once its manifest is inside, so a folder named like a run
 id is always sealed. Later publishes remove what dead writers left and keep the last
-`keep_runs` runs. Readers never list folders: they resolve `latest` and verify hashes.
+`keep_runs` runs. Readers (`reading`) never list folders: they resolve `latest` and verify hashes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import secrets
 import shutil
 import socket
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -45,16 +44,6 @@ _TEMPORARY = re.compile(
     r"^\.(?P<target>.+)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)\.(?P<token>[0-9a-f]{8})\.tmp$"
 )
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-@dataclass(frozen=True)
-class PublishedRun:
-    """A run read back from disk with every file's hash verified."""
-
-    path: Path
-    manifest: dict
-    forecast: pd.DataFrame
-    leaderboard: pd.DataFrame | None = None
 
 
 def make_run_id(as_of: pd.Timestamp, fingerprint: str) -> str:
@@ -334,17 +323,6 @@ def _is_leftover(entry: Path, runs_dir: Path) -> bool:
     )
 
 
-def published_manifest(output_dir: Path | str, name: str, run_id: str) -> dict | None:
-    """The manifest of run `run_id` when it is sealed and every file verifies; else None."""
-    run_dir = Path(output_dir) / name / "runs" / run_id
-    if not (run_dir / MANIFEST).is_file():
-        return None
-    try:
-        return read_run(run_dir).manifest
-    except PublishError:
-        return None
-
-
 def sealed_runs(pipeline_dir: Path) -> list[str]:
     """Ids of the sealed runs of a pipeline, in run id order (as-of order, oldest first)."""
     runs_dir = pipeline_dir / "runs"
@@ -381,109 +359,3 @@ def _prune(pipeline_dir: Path, keep_runs: int, published: str) -> None:
                 f"{error.strerror or error}. The next publish tries again.",
                 stacklevel=3,
             )
-
-
-def read_run(run_dir: Path) -> PublishedRun:
-    """Reads a sealed run folder, verifying every file against its manifest.
-
-    Every file listed in the manifest is read once and checked (size, then sha256); the
-    forecast and leaderboard are parsed from those verified bytes, never from a second read.
-
-    Raises:
-        PublishError: The manifest is missing or malformed, a file is missing or does not match
-            its hash, or the manifest lists no forecast.parquet.
-    """
-    run_dir = Path(run_dir)
-    manifest = _read_manifest(run_dir)
-    verified = {
-        filename: _read_verified(run_dir, filename, expected)
-        for filename, expected in _listing(run_dir, manifest).items()
-    }
-    forecast_bytes = verified.get("forecast.parquet")
-    if forecast_bytes is None:
-        raise PublishError(
-            f"The manifest of {str(run_dir)!r} lists no forecast.parquet, so it is not a "
-            "complete run. Republish it, or read another run."
-        )
-    board = verified.get("leaderboard.csv")
-    return PublishedRun(
-        run_dir,
-        manifest,
-        pd.read_parquet(io.BytesIO(forecast_bytes)),
-        None if board is None else pd.read_csv(io.BytesIO(board)),
-    )
-
-
-def _read_manifest(run_dir: Path) -> dict:
-    try:
-        manifest = json.loads((run_dir / MANIFEST).read_bytes())
-    except (OSError, ValueError) as error:
-        raise PublishError(
-            f"Run folder {str(run_dir)!r} has no readable manifest: {error}."
-        ) from None
-    if not isinstance(manifest, dict):
-        raise PublishError(f"The manifest of {str(run_dir)!r} is not a JSON object.")
-    return manifest
-
-
-def _listing(run_dir: Path, manifest: dict) -> dict[str, dict]:
-    listing = manifest.get("files")
-    if not isinstance(listing, dict):
-        listing = None
-    valid = listing is not None and all(
-        isinstance(entry, dict)
-        and isinstance(entry.get("sha256"), str)
-        and isinstance(entry.get("bytes"), int)
-        and filename not in ("", ".", "..", MANIFEST)
-        and "/" not in filename
-        for filename, entry in listing.items()
-    )
-    if listing is None or not valid:
-        raise PublishError(
-            f"The manifest of {str(run_dir)!r} has no valid `files` listing "
-            "(file name -> sha256 and bytes). Republish the run, or read another run."
-        )
-    return listing
-
-
-def _read_verified(run_dir: Path, filename: str, expected: dict) -> bytes:
-    try:
-        data = (run_dir / filename).read_bytes()
-    except OSError as error:
-        raise PublishError(f"{str(run_dir / filename)!r} is missing: {error}.") from None
-    if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
-        raise PublishError(
-            f"{str(run_dir / filename)!r} does not match the sha256 in its manifest; the "
-            "file was changed after publishing. Republish, or roll back to another run."
-        )
-    return data
-
-
-def read_latest(output_dir: Path | str, name: str) -> PublishedRun:
-    """Resolves `<output_dir>/<name>/latest` once and reads that run with hashes verified.
-
-    If the read fails and `latest` has meanwhile moved (a publish switched it, and retention
-    may have removed the run first resolved), it reads the new target instead.
-
-    Returns:
-        The run's folder, manifest and forecast (the champion's, one row per series and step).
-
-    Raises:
-        PublishError: Nothing is published yet, or the run fails verification.
-    """
-    link = Path(output_dir) / name / "latest"
-    if not link.is_symlink():
-        raise PublishError(
-            f"No published run for pipeline {name!r} in {str(output_dir)!r}. "
-            "Run `forecast run` first, or check --output-dir and the name."
-        )
-    target = Path(os.path.realpath(link))
-    for _ in range(3):
-        try:
-            return read_run(target)
-        except PublishError:
-            moved = Path(os.path.realpath(link))
-            if moved == target:
-                raise
-            target = moved
-    return read_run(target)

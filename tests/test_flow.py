@@ -13,7 +13,7 @@ import pytest
 
 from forecasting.config import DataConfig, ModelConfig, PipelineConfig
 from forecasting.model_files import load_published_model
-from forecasting.publishing import read_latest
+from forecasting.reading import read_latest
 from tests.conftest import ETTH1
 
 pytestmark = pytest.mark.slow

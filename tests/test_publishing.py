@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from forecasting.errors import PublishError
-from forecasting.publishing import make_run_id, publish_run, read_latest, read_run
+from forecasting.publishing import make_run_id, publish_run
+from forecasting.reading import read_latest, read_run
 
 FORECAST = pd.DataFrame(
     {

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from forecasting import publishing
+from forecasting import publishing, reading
 from forecasting.errors import ConfigError, PublishError
-from forecasting.publishing import publish_run, read_latest, read_run, sealed_runs
+from forecasting.publishing import publish_run, sealed_runs
+from forecasting.reading import read_latest, read_run
 from tests.helpers.publish_child import (
     latest_id,
     publish,
@@ -207,7 +208,7 @@ def test_read_latest_follows_latest_when_it_moves_during_a_read(
 ) -> None:
     """Resolved once; if that run vanishes because `latest` moved on, the new target is read."""
     first = publish(tmp_path, 0)
-    real_read_run = publishing.read_run
+    real_read_run = reading.read_run
     calls = []
 
     def read_run_while_a_publish_lands(run_dir: Path):
@@ -216,7 +217,7 @@ def test_read_latest_follows_latest_when_it_moves_during_a_read(
             publish(tmp_path, 1, keep_runs=1)  # moves latest, then retention deletes `first`
         return real_read_run(run_dir)
 
-    monkeypatch.setattr(publishing, "read_run", read_run_while_a_publish_lands)
+    monkeypatch.setattr(reading, "read_run", read_run_while_a_publish_lands)
     latest = read_latest(tmp_path, "demo")
     assert calls == [first.name, run_id_for(1)]
     assert latest.manifest["run_id"] == run_id_for(1)

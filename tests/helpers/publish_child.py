@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from forecasting import publishing
+from forecasting import publishing, reading
 
 MODEL_BYTES = 200_000
 BATCH = 6
@@ -166,7 +166,7 @@ def read(output_dir: Path, name: str) -> None:
     _say("ready")
     while not stop.is_set():
         try:
-            run = publishing.read_latest(output_dir, name)
+            run = reading.read_latest(output_dir, name)
             labels = set(run.forecast["run_id"])
             if run.manifest["run_id"] != run.path.name or labels != {run.path.name}:
                 raise AssertionError(f"{run.path.name} holds the files of {labels}")
