@@ -258,10 +258,10 @@ def _parse_timestamps(frame: pd.DataFrame, column: str, where: str, label: str) 
         raise DataValidationError(
             f"{where}, column {column!r}: timestamps carry different time-zone offsets. "
             "Convert them to one offset (or to UTC) before loading. "
-            f"Received: first values {reprlib_list(raw)}"
+            f"Received: first values {_quote_few(raw)}"
         )
     if bad.any():
-        examples = reprlib_list(raw[bad].fillna("<empty>"))
+        examples = _quote_few(raw[bad].fillna("<empty>"))
         raise DataValidationError(
             f"{where}, column {column!r}: {_rows(frame, bad, label, 'hold')} timestamps that "
             f"cannot be parsed, such as {examples}. Fix or remove those lines; timestamps "
@@ -288,7 +288,7 @@ def _check_one_offset(
             f"{where}, column {column!r}: timestamps carry different time-zone offsets; "
             f"{label} {frame['row'].iloc[first]} reads {raw.iloc[first]!r} but "
             f"{_rows(frame, differs, label, 'carry')} another offset (or none), such as "
-            f"{reprlib_list(raw[differs])}. Convert them to one offset (or to UTC) before loading."
+            f"{_quote_few(raw[differs])}. Convert them to one offset (or to UTC) before loading."
         )
 
 
@@ -299,7 +299,7 @@ def _parse_numbers(
     numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
     text = (numbers.isna() & raw.notna()).to_numpy()
     if text.any():
-        examples = reprlib_list(raw[text].drop_duplicates())
+        examples = _quote_few(raw[text].drop_duplicates())
         raise DataValidationError(
             f"{where}, column {name!r} must be numeric; {_rows(frame, text, label, 'hold')} text "
             f"such as {examples}. Clean them, or declare them missing with --na-values "
@@ -322,7 +322,7 @@ def _check_has_values(frame: pd.DataFrame, column: str, name: str, where: str, l
         return
     series_id = empty[0]
     lines = _rows(frame, frame["unique_id"] == series_id, label, "hold")
-    others = f" ({len(empty)} series have none: {reprlib_list(pd.Series(empty))})"
+    others = f" ({len(empty)} series have none: {_quote_few(pd.Series(empty))})"
     raise DataValidationError(
         f"{where}: series {series_id!r} has no values in column {name!r}: its {lines} none"
         f"{others if len(empty) > 1 else ''}. Supply its values, remove its lines from the file, "
@@ -446,7 +446,7 @@ def _check_lengths(
         sid = short[0]
         raise InsufficientHistoryError(
             f"{where}: {len(short)} series {'is' if len(short) == 1 else 'are'} too short: "
-            f"{reprlib_list(pd.Series(short))}. "
+            f"{_quote_few(pd.Series(short))}. "
             f"Series {sid!r} has "
             f"{lengths[sid]} steps; it needs at least {needed[sid]} (input_size "
             f"{model.input_size} + horizon {model.horizon} for one training window, plus "
@@ -463,14 +463,14 @@ def _check_not_constant(frame: pd.DataFrame, target: str, where: str, label: str
         value, lines = float(series["y"].iloc[0]), series["row"].dropna()
         raise DataValidationError(
             f"{where}, column {target!r}: the target never changes value in series "
-            f"{reprlib_list(pd.Series(constant))} (series {constant[0]!r} holds {value!r} on "
+            f"{_quote_few(pd.Series(constant))} (series {constant[0]!r} holds {value!r} on "
             f"{label}s {int(lines.min())} to {int(lines.max())}), so there is nothing to learn "
             "and scaled errors are undefined. Remove them from the file."
         )
 
 
-def reprlib_list(values: pd.Series) -> str:
-    """Quotes the first few values of a series compactly, as `reprlib.repr` does."""
+def _quote_few(values: pd.Series) -> str:
+    """Quotes the first few values of a series compactly (in the spirit of `reprlib.repr`)."""
     items = [repr(value) for value in values.head(_SHOWN).tolist()]
     more = ", ..." if len(values) > _SHOWN else ""
     return f"[{', '.join(items)}{more}]"
