@@ -15,6 +15,7 @@ from forecasting.errors import ConfigError, DataValidationError, InsufficientHis
 from forecasting.windowing import min_series_length
 
 _SHOWN = 5  # offending rows quoted in a message
+_COARSER_RUN = 4  # this many equal steps longer than the frequency mean it changed
 _OFFSET = r"(Z|[+-]\d{2}:?\d{2})\s*$"  # a UTC offset at the end of a timestamp
 
 
@@ -387,10 +388,34 @@ def _regularize(
                 f"(such as {group['ds'][off_grid].iloc[0]}); the frequency changes mid-file. "
                 "Resample the file to one frequency, or pass --freq if the inferred one is wrong."
             )
+        _check_step_is_steady(group, grid, freq, f"{where}, series {series_id!r}", label)
         regular = group.set_index("ds").reindex(grid).rename_axis("ds").reset_index()
         regular["unique_id"] = series_id
         parts.append(regular)
     return pd.concat(parts, ignore_index=True)
+
+
+def _check_step_is_steady(
+    group: pd.DataFrame, grid: pd.DatetimeIndex, freq: str, where: str, label: str
+) -> None:
+    """Refuses a coarser sampling rate inside a series: `_COARSER_RUN` or more consecutive
+    steps of the same multiple of `freq` are a frequency change, not gaps to interpolate."""
+    steps = np.diff(grid.get_indexer(group["ds"]))
+    if len(steps) == 0:
+        return
+    edges = np.flatnonzero(np.diff(steps)) + 1
+    starts = np.concatenate([[0], edges])
+    lengths = np.diff(np.concatenate([starts, [len(steps)]]))
+    coarse = (steps[starts] > 1) & (lengths >= _COARSER_RUN)
+    if coarse.any():
+        first = int(starts[np.argmax(coarse)])
+        size, count = int(steps[first]), int(lengths[np.argmax(coarse)])
+        raise DataValidationError(
+            f"{where}: from {label} {group['row'].iloc[first]} on, {count} consecutive "
+            f"timestamps are {size} steps of {freq!r} apart; the frequency changes mid-file "
+            "rather than a few values being missing. Resample the file to one frequency, or "
+            "pass --freq with the coarser step."
+        )
 
 
 def _fill_gaps(

@@ -415,3 +415,17 @@ def test_a_season_longer_than_the_window_is_refused_when_seasonal_naive_runs(row
         check(path, model=ModelConfig(input_size=12, horizon=6))
     only_rnns = ModelConfig(input_size=12, horizon=6, candidates=("naive", "gru"))
     assert check(path, model=only_rnns).season_length == 24
+
+
+def test_a_switch_to_a_coarser_step_is_refused_not_interpolated(rows, tmp_path):
+    two_hourly = rows.drop(index=range(301, 600, 2)).reset_index(drop=True)  # from line 302
+    message = message_of(write(two_hourly, tmp_path))
+    assert "from line 302 on" in message and "2 steps of 'h' apart" in message
+    assert "frequency changes mid-file" in message and "Resample" in message
+
+
+def test_scattered_single_gaps_are_still_filled(rows, tmp_path):
+    scattered = rows.drop(index=[100, 103, 106]).reset_index(drop=True)  # 3 isolated gaps
+    with pytest.warns(UserWarning, match="filled 3 missing values"):
+        validated = check(write(scattered, tmp_path))
+    assert validated.filled == {"OT": 3}
