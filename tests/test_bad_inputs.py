@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from forecasting.publishing import make_run_id, publish_run
 from tests.conftest import ETTH1
-from tests.helpers import at_line, drop_lines, one_error_line
+from tests.helpers import at_line, drop_lines, one_error_line, repeat_line, shift_to_90_minutes
 
 NAME = "bad"
 EARLIER_AS_OF = "2000-01-01T00:00:00"  # before every file here, so a repaired run moves latest
@@ -70,14 +70,6 @@ class Case:
     then: Callable[[Path], None] | None = None
 
 
-def repeat_line(frame: pd.DataFrame, line: int, value: str | None = None) -> pd.DataFrame:
-    """Returns a copy with CSV line `line` repeated right after itself (target `value`)."""
-    copy = frame.iloc[[line - 2]]
-    if value is not None:
-        copy = copy.assign(OT=value)
-    return pd.concat([frame.iloc[: line - 1], copy, frame.iloc[line - 1 :]], ignore_index=True)
-
-
 def local_clock(start: str, end: str) -> pd.DataFrame:
     """Hourly Berlin wall-clock times without an offset (a daylight-saving change repeats or
     skips an hour), with a daily season in `OT`."""
@@ -87,13 +79,6 @@ def local_clock(start: str, end: str) -> pd.DataFrame:
     return pd.DataFrame(
         {"date": times.strftime("%Y-%m-%d %H:%M:%S"), "OT": [f"{v:.3f}" for v in values]}
     )
-
-
-def shift_to_90_minutes(rows: pd.DataFrame) -> pd.DataFrame:
-    # 400 hourly rows, then 200 rows every 90 minutes: every other one is off the hourly grid
-    start = pd.Timestamp(rows["date"].iloc[399]) + pd.Timedelta(minutes=90)
-    later = pd.date_range(start, periods=200, freq="90min").strftime("%Y-%m-%d %H:%M:%S")
-    return rows.assign(date=[*rows["date"].iloc[:400], *later])
 
 
 def two_series_one_empty(rows: pd.DataFrame) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.helpers import at_line, one_error_line
+from tests.helpers import at_line, one_error_line, repeat_line, shift_to_90_minutes
 
 PROJECT = Path(__file__).resolve().parent.parent
 ETTH1 = PROJECT / "data" / "ETTh1.csv"
@@ -72,21 +72,6 @@ def stand_in_pipeline(monkeypatch):
     defaults = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
     for name, value in {**defaults, "TF_CPP_MIN_LOG_LEVEL": "2"}.items():
         monkeypatch.setenv(name, os.environ.get(name, value))  # so the CLI's setdefault is undone
-
-
-def _shift_to_90_minutes(rows: pd.DataFrame) -> pd.DataFrame:
-    # 400 hourly rows, then 200 rows every 90 minutes: every other one is off the hourly grid
-    start = pd.Timestamp(rows["date"].iloc[399]) + pd.Timedelta(minutes=90)
-    changed = rows.copy()
-    changed.loc[400:, "date"] = pd.date_range(start, periods=200, freq="90min").strftime(
-        "%Y-%m-%d %H:%M:%S"
-    )
-    return changed
-
-
-def _repeat_line_11(rows: pd.DataFrame) -> pd.DataFrame:
-    repeat = at_line(rows, 11, "OT", "1.5").iloc[[9]]
-    return pd.concat([rows.iloc[:10], repeat, rows.iloc[10:]], ignore_index=True)
 
 
 def _offset_change(rows: pd.DataFrame) -> pd.DataFrame:
@@ -146,7 +131,7 @@ DATA_CASES: list[tuple[str, Callable[[pd.DataFrame], pd.DataFrame], list[str], l
     ),
     (
         "conflicting-duplicate",
-        _repeat_line_11,
+        lambda rows: repeat_line(rows, 11, "1.5"),
         SMALL,
         ["column 'date'", "lines 11, 12 ", "2016-07-01 09:00:00", "--id-column"],
     ),
@@ -184,7 +169,7 @@ DATA_CASES: list[tuple[str, Callable[[pd.DataFrame], pd.DataFrame], list[str], l
     ),
     (
         "frequency-change",
-        _shift_to_90_minutes,
+        shift_to_90_minutes,
         SMALL,
         ["column 'date'", "frequency changes mid-file", "lines 402, 404", "--freq"],
     ),

@@ -17,7 +17,7 @@ from forecasting.config import DataConfig, EvaluationConfig, ModelConfig
 from forecasting.data import load_series
 from forecasting.errors import ConfigError, DataValidationError, InsufficientHistoryError
 from forecasting.validation import ValidatedData, validate
-from tests.helpers import at_line, drop_lines
+from tests.helpers import at_line, drop_lines, shift_to_90_minutes
 
 ETTH1 = Path(__file__).resolve().parent.parent / "data" / "ETTh1.csv"
 SMALL_MODEL = ModelConfig(input_size=24, horizon=6)
@@ -183,11 +183,7 @@ def test_one_time_zone_offset_is_kept(rows, tmp_path):
 
 
 def test_frequency_change_mid_file_names_the_lines(rows, tmp_path):
-    # 400 hourly rows, then 200 rows every 90 minutes: every other one falls off the hourly grid
-    last_hourly = pd.Timestamp(rows["date"].iloc[399])
-    later = pd.date_range(last_hourly + pd.Timedelta(minutes=90), periods=200, freq="90min")
-    rows.loc[400:, "date"] = later.strftime("%Y-%m-%d %H:%M:%S")
-    path = write(rows, tmp_path)
+    path = write(shift_to_90_minutes(rows), tmp_path)
     message = message_of(path)
     assert str(path) in message
     assert "frequency changes mid-file" in message
