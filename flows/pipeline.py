@@ -61,7 +61,6 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
                 "path": path,
                 "reused": True,
             }
-        season = validated.season_length
         windows = tasks.make_windows(validated, config)
         logger.info(
             f"{len(validated.series_ids)} series, freq {validated.freq}, "
@@ -70,7 +69,10 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
         )
         # Sequential on purpose: two threads saved 11% of gru + lstm wall time on 2 cores
         # (benchmarks/concurrency.py), too little to risk seeds racing in shared global state.
-        results = [tasks.train(kind, windows, config, season) for kind in config.model.candidates]
+        results = [
+            tasks.train(kind, windows, config, validated.season_length)
+            for kind in config.model.candidates
+        ]
         choice = tasks.select(results, config)
         logger.info(f"Champion: {choice.model}. {choice.reason}")
         forecasts = tasks.forecast(results, choice, windows, validated, config)
@@ -82,7 +84,6 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
             results=results,
             choice=choice,
             forecasts=forecasts,
-            season_length=season,
         )
         path = tasks.publish(config, run_id, files, manifest)
     except ForecastingError as error:

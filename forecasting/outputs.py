@@ -111,7 +111,7 @@ def label_forecast(
 
 
 def preprocessing_spec(
-    windows: Windows, config: PipelineConfig, data: ValidatedData, champion: str, season_length: int
+    windows: Windows, config: PipelineConfig, data: ValidatedData, champion: str
 ) -> dict:
     """Everything needed to turn new history into the champion's input, and its output back."""
     normalized = champion in RNN_KINDS and config.model.normalize_window
@@ -121,7 +121,7 @@ def preprocessing_spec(
         "input_size": config.model.input_size,
         "horizon": config.model.horizon,
         "freq": data.freq,
-        "season_length": season_length,
+        "season_length": data.season_length,
         "target": config.data.target_column,
         "features": windows.features,
         "series_ids": windows.series_ids,
@@ -145,7 +145,6 @@ def build_manifest(
     data: ValidatedData,
     results: list[CandidateResult],
     choice: Choice,
-    season_length: int,
 ) -> dict:
     """The run's manifest without `files` (publishing adds the hashes last)."""
     frame = data.frame
@@ -169,7 +168,7 @@ def build_manifest(
             "rows_out_of_order": data.rows_out_of_order,
         },
         "config": config.model_dump(mode="json"),
-        "season_length": season_length,
+        "season_length": data.season_length,
         "seeds": {"seed": config.seed, "per_candidate": {r.kind: config.seed for r in results}},
         "versions": {"python": platform.python_version(), **_versions()},
         "champion": {
@@ -238,7 +237,6 @@ def assemble_run(
     results: list[CandidateResult],
     choice: Choice,
     forecasts: dict[str, pd.DataFrame],
-    season_length: int,
 ) -> tuple[dict[str, bytes], dict]:
     """Builds every file of a run (as bytes) and its manifest, ready for `publish_run`.
 
@@ -257,7 +255,7 @@ def assemble_run(
     if (model_bytes := champion.fitted().to_bytes()) is not None:
         files["model.keras"] = model_bytes
     files["preprocessing.json"] = json_bytes(
-        preprocessing_spec(windows, config, data, choice.model, season_length)
+        preprocessing_spec(windows, config, data, choice.model)
     )
     manifest = build_manifest(
         run_id=run_id,
@@ -266,6 +264,5 @@ def assemble_run(
         data=data,
         results=results,
         choice=choice,
-        season_length=season_length,
     )
     return files, manifest
