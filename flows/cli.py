@@ -15,6 +15,7 @@ from forecasting.config import (
     DEFAULT_OUTPUT_DIR,
     DataConfig,
     ModelConfig,
+    PipelineConfig,
     build_config,
     load_config_file,
 )
@@ -105,7 +106,9 @@ def run(
     ] = None,
     name: Annotated[
         str | None,
-        typer.Option(help="Pipeline name; outputs go to OUTPUT_DIR/NAME. Default: etth1."),
+        typer.Option(
+            help=f"Pipeline name; outputs go to OUTPUT_DIR/NAME. {_default(PipelineConfig, 'name')}"
+        ),
     ] = None,
     output_dir: Annotated[
         Path | None,
@@ -133,7 +136,7 @@ def run(
     seed: Annotated[
         int | None,
         typer.Option(
-            help="Seed for every random choice; same data, config and seed give the same forecast. Default: 42."
+            help=f"Seed for every random choice; same data, config and seed give the same forecast. {_default(PipelineConfig, 'seed')}"
         ),
     ] = None,
 ) -> None:
