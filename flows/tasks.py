@@ -64,8 +64,9 @@ def find_published(config: PipelineConfig, run_id: str) -> dict | None:
 
 @_task
 def make_windows(validated: validation.ValidatedData, config: PipelineConfig) -> windowing.Windows:
-    features = ["y", *config.data.covariates]
-    return windowing.make_windows(validated.frame, features, config.model, config.evaluation)
+    return windowing.make_windows(
+        validated.frame, config.data.features, config.model, config.evaluation
+    )
 
 
 @_task(task_run_name="train-{kind}")

@@ -63,6 +63,11 @@ class DataConfig(_Frozen):
         "before it is read, since reading takes several times its size in memory.",
     )
 
+    @property
+    def features(self) -> list[str]:
+        """Model input columns in the long frame: the target `y` first, then the covariates."""
+        return ["y", *self.covariates]
+
     @field_validator("freq")
     @classmethod
     def _known_freq(cls, freq: str | None) -> str | None:

@@ -95,7 +95,7 @@ def validate(
     frame, after = _cut_at_as_of(loaded.frame.copy(), as_of, data.time_column, where, label)
     _check_ids(frame, data.id_column, where, label)
     frame["ds"] = _parse_timestamps(frame, data.time_column, where, label)
-    value_columns = ["y", *data.covariates]
+    value_columns = data.features
     for column, name in zip(value_columns, [data.target_column, *data.covariates], strict=True):
         frame[column] = _parse_numbers(frame, column, name, where, label)
         _check_has_values(frame, column, name, where, label)
