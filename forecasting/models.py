@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from forecasting.config import RNN_KINDS, ModelConfig
+from forecasting.linear import last_value_shift
 from forecasting.windowing import WindowSet
 
 _PREDICT_BATCH = 512
@@ -192,12 +193,7 @@ class RNNForecaster:
 
     def _shift(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Returns (model inputs, level to add back), shapes as inputs and (n, 1)."""
-        if not self.config.normalize_window:
-            return inputs, np.zeros((len(inputs), 1), dtype=inputs.dtype)
-        level = inputs[:, -1:, 0].copy()
-        shifted = inputs.copy()
-        shifted[:, :, 0] -= level
-        return shifted, level
+        return last_value_shift(inputs, self.config.normalize_window)
 
     def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
         """Trains with early stopping on `validation`, restoring the best epoch's weights.
@@ -207,6 +203,7 @@ class RNNForecaster:
         """
         import keras
 
+        keras.utils.set_random_seed(self.seed)  # each fold's shuffling independent of the last
         self._compile(self.config.learning_rate)
         x_train, level_train = self._shift(train.inputs)
         x_val, level_val = self._shift(validation.inputs)
@@ -304,4 +301,8 @@ def make_forecaster(
         return NaiveForecaster(config.horizon)
     if kind == "seasonal_naive":
         return SeasonalNaiveForecaster(config.horizon, season_length)
+    if kind == "linear":
+        from forecasting.linear import LinearForecaster
+
+        return LinearForecaster(config, seed)
     return RNNForecaster(kind, config, n_features, seed)
