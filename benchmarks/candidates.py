@@ -22,7 +22,7 @@ from forecasting.config import PipelineConfig, season_for  # noqa: E402
 from forecasting.data import load_series  # noqa: E402
 from forecasting.training import train_candidate  # noqa: E402
 from forecasting.validation import validate  # noqa: E402
-from forecasting.windowing import make_windows  # noqa: E402
+from forecasting.windowing import make_folds  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {
@@ -47,11 +47,11 @@ def main() -> None:
     started = time.perf_counter()
     for variant in args.variants.split(","):
         model = config.model.model_copy(update=VARIANTS[variant])
-        windows = make_windows(data.frame, ["y"], model, config.evaluation)
+        windows = make_folds(data.frame, ["y"], model, config.evaluation)[-1]  # last fold
         for kind in args.kinds.split(","):
             if variant != "default" and kind in ("naive", "seasonal_naive"):
                 continue
-            result = train_candidate(kind, windows, model, season, config.seed)
+            result = train_candidate(kind, [windows], model, season, config.seed)
             rows.append(
                 {
                     "variant": variant,

@@ -23,7 +23,7 @@ from forecasting.config import PipelineConfig  # noqa: E402
 from forecasting.data import load_series  # noqa: E402
 from forecasting.training import train_candidate  # noqa: E402
 from forecasting.validation import validate  # noqa: E402
-from forecasting.windowing import make_windows  # noqa: E402
+from forecasting.windowing import make_folds  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = ("gru", "lstm")
@@ -32,10 +32,10 @@ KINDS = ("gru", "lstm")
 def main() -> None:
     config = PipelineConfig()
     data = validate(load_series(config.data), config.data, config.model, config.evaluation)
-    windows = make_windows(data.frame, ["y"], config.model, config.evaluation)
+    windows = make_folds(data.frame, ["y"], config.model, config.evaluation)[-1]
 
     def train(kind: str):
-        return train_candidate(kind, windows, config.model, 24, config.seed)
+        return train_candidate(kind, [windows], config.model, 24, config.seed)
 
     train("naive")  # import TensorFlow outside the timings
     started = time.perf_counter()

@@ -3,17 +3,20 @@ the flow. A user mistake prints one line and exits 2; anything else is a bug wit
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from forecasting.config import (
     DEFAULT_OUTPUT_DIR,
     DataConfig,
+    EvaluationConfig,
     ModelConfig,
     PipelineConfig,
     build_config,
@@ -42,7 +45,7 @@ def _csv(text: str | None) -> list[str] | None:
     return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _fail(error: ForecastingError) -> None:
+def _fail(error: ForecastingError) -> NoReturn:
     typer.echo(f"Error: {error}", err=True)
     raise typer.Exit(USER_ERROR_EXIT)
 
@@ -126,6 +129,18 @@ def run(
             help=f"Upper bound on RNN training epochs (early stopping usually ends sooner). {_default(ModelConfig, 'max_epochs')}"
         ),
     ] = None,
+    candidates: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated model kinds to train, e.g. naive,linear,gru. Default: all of naive, seasonal_naive, linear, simple_rnn, gru, lstm."
+        ),
+    ] = None,
+    n_folds: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Backtest folds: candidates are retrained before each of the last N blocks of 4 x horizon steps and scored on it. {_default(EvaluationConfig, 'n_folds')}"
+        ),
+    ] = None,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -141,28 +156,10 @@ def run(
     ] = None,
 ) -> None:
     """Train every candidate on the data, choose the champion and publish its forecast."""
-    try:
-        config = _build(config_file, locals())
-        from forecasting.data import load_series
-        from forecasting.validation import validate
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            loaded = load_series(config.data)
-            validate(loaded, config.data, config.model, config.evaluation, config.as_of)
-    except ForecastingError as error:
-        _fail(error)
-    for warning in caught:
-        typer.echo(f"Warning: {warning.message}", err=True)
+    config = _checked(_build(config_file, locals()))
     _quiet_environment()
-    from flows.pipeline import forecast_pipeline
-
     started = time.perf_counter()
-    state = forecast_pipeline(config, return_state=True)
-    if not state.is_completed():
-        typer.echo(f"Error: {state.message}", err=True)
-        raise typer.Exit(1)
-    summary = state.result()
+    summary = _run_flow(config)
     from forecasting.reading import read_run
 
     _print_run(read_run(Path(summary["path"])))
@@ -171,6 +168,98 @@ def run(
         typer.echo("Nothing new to train: this data, config and seed were already published.")
     typer.echo(f"Published to {summary['path']} ({time.perf_counter() - started:.0f} s)")
     typer.echo(f"Latest:     {config.output_dir / config.name / 'latest'}")
+
+
+def backfill(
+    start: Annotated[
+        str, typer.Option(metavar="TIME", help="First as-of time, e.g. '2018-06-01 00:00'.")
+    ],
+    end: Annotated[str, typer.Option(metavar="TIME", help="Last as-of time (inclusive).")],
+    every: Annotated[
+        str,
+        typer.Option(
+            metavar="STEP",
+            help="Step between as-of times: a pandas Timedelta such as 24h, 6h or 1D.",
+        ),
+    ] = "24h",
+    **options: object,
+) -> None:
+    """Replay history: run the pipeline as of each time from START to END, oldest first, and
+    publish each as a run (a run already published for the same inputs is reused)."""
+    import pandas as pd
+
+    from forecasting.errors import ConfigError
+
+    try:
+        step = pd.Timedelta(every)
+        times = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq=step)
+        if step <= pd.Timedelta(0) or len(times) == 0:
+            raise ValueError("empty")
+    except ValueError:
+        _fail(
+            ConfigError(
+                f"--start {start!r}, --end {end!r} and --every {every!r} give no as-of times: "
+                "use timestamps such as '2018-06-01 00:00' with START <= END and a positive "
+                "step such as 24h."
+            )
+        )
+    config = _build(options.get("config_file"), {**options, "as_of": times[0].isoformat()})
+    _checked(config)  # the oldest point needs the most history: a user mistake shows here
+    _quiet_environment()
+    typer.echo(f"Backfilling {len(times)} runs from {times[0]} to {times[-1]} every {every}")
+    for moment in times:
+        summary = _run_flow(config.model_copy(update={"as_of": moment.to_pydatetime()}))
+        action = summary.get("action", "")
+        typer.echo(
+            f"{moment}  {summary['run_id']}  {summary['champion']:<14} "
+            f"{'reused' if summary['reused'] else action}"
+        )
+    _print_trend(config.output_dir, config.name)
+    typer.echo(f"Latest:     {config.output_dir / config.name / 'latest'}")
+
+
+def _with_run_options(command: Callable) -> Callable:
+    """Gives `command` every option of `run` but --as-of after its own, so both commands offer
+    the same options from one definition."""
+    own = inspect.signature(command, eval_str=True).parameters.values()
+    shared = inspect.signature(run, eval_str=True).parameters.values()
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p for p in own if p.kind != p.VAR_KEYWORD] + [p for p in shared if p.name != "as_of"],
+        return_annotation=None,
+    )
+    return command
+
+
+app.command()(_with_run_options(backfill))
+
+
+def _checked(config: PipelineConfig) -> PipelineConfig:
+    """Loads and validates the data as the flow will, before TensorFlow or Prefect is imported,
+    so a user mistake costs one line and exit 2; repairs are printed as warnings."""
+    from forecasting.data import load_series
+    from forecasting.validation import validate
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loaded = load_series(config.data)
+            validate(loaded, config.data, config.model, config.evaluation, config.as_of)
+    except ForecastingError as error:
+        _fail(error)
+    for warning in caught:
+        typer.echo(f"Warning: {warning.message}", err=True)
+    return config
+
+
+def _run_flow(config: PipelineConfig) -> dict:
+    """Runs the flow with no server; exits 1 with its message when it does not complete."""
+    from flows.pipeline import forecast_pipeline
+
+    state = forecast_pipeline(config, return_state=True)
+    if not state.is_completed():
+        typer.echo(f"Error: {state.message}", err=True)
+        raise typer.Exit(1)
+    return state.result()
 
 
 @app.command()
@@ -194,9 +283,54 @@ def show(
     typer.echo(f"Champion: {manifest['champion']['model']}. {manifest['champion']['reason']}\n")
     _print_run(latest)
     typer.echo("\n" + latest.forecast.head(rows).to_string(index=False))
+    _print_trend(output_dir, name)
 
 
-def _build(config_file: Path | None, options: dict):
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="Pipeline name, e.g. etth1.")],
+    to: Annotated[str, typer.Option("--to", metavar="RUN_ID", help="Run to point latest at.")],
+    output_dir: Annotated[
+        Path, typer.Option(help="Folder holding published runs.")
+    ] = DEFAULT_OUTPUT_DIR,
+) -> None:
+    """Point `latest` at an earlier complete run (every file's hash is checked first); the next
+    run that publishes moves it on, and takes that run's champion as the one to beat."""
+    from forecasting.publishing import rollback as point_latest
+
+    try:
+        build_config({"name": name})
+        run_dir = point_latest(output_dir, name, to)
+    except ForecastingError as error:
+        _fail(error)
+    typer.echo(f"latest of {name} now points at {run_dir}")
+
+
+def _print_trend(output_dir: Path, name: str, runs: int = 10) -> None:
+    """Prints how the last `runs` scored published forecasts did against later actuals."""
+    import pandas as pd
+
+    from forecasting.accuracy import run_summary
+    from forecasting.publishing import ACCURACY_FILE
+
+    path = Path(output_dir) / name / ACCURACY_FILE
+    if not path.is_file():
+        typer.echo("\nNo published forecast has been scored against later actuals yet.")
+        return
+    summary = run_summary(pd.read_parquet(path)).tail(runs)
+    columns = ["as_of", "run_id", "model", "mae", "mase", "coverage_80", "coverage_95"]
+    typer.echo("\nPublished forecasts scored against later actuals (newest last):")
+    typer.echo(summary[columns].to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+
+
+def _build(config_file: Path | None, options: dict) -> PipelineConfig:
+    try:
+        return _merge(config_file, options)
+    except ForecastingError as error:
+        _fail(error)
+
+
+def _merge(config_file: Path | None, options: dict) -> PipelineConfig:
     values = load_config_file(config_file) if config_file else {}
     base_dir = config_file.resolve().parent if config_file else None
     source = f"config file {str(config_file)!r}" if config_file else "configuration"
@@ -221,7 +355,9 @@ def _build(config_file: Path | None, options: dict):
             "input_size": options["input_size"],
             "max_epochs": options["max_epochs"],
             "segment_length": options["segment_length"],
+            "candidates": _csv(options["candidates"]),
         },
+        "evaluation": {"n_folds": options["n_folds"]},
     }
     merged = config.model_dump()
     for key, value in overrides.items():
@@ -234,8 +370,9 @@ def _build(config_file: Path | None, options: dict):
 
 def _print_run(run: PublishedRun) -> None:
     """Prints a run's leaderboard, read from its hash-verified bytes."""
-    columns = ["model", "status", "mae", "rmse", "mase", "smape", "seconds", "epochs"]
-    shown = run.leaderboard[columns]
+    columns = ["model", "status", "mase", "mae", "coverage_80", "width_80", "seconds", "epochs"]
+    columns += [c for c in run.leaderboard.columns if c.startswith("p_vs_")]
+    shown = run.leaderboard.reindex(columns=columns)
     typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
 
 

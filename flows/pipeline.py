@@ -26,11 +26,23 @@ class _OneLineUserErrors(logging.Filter):
         return True
 
 
+class _NoRetracingNotes(logging.Filter):
+    """Drops TensorFlow's retracing note: each fold and kind is a new model with its own
+    predict function, so the tracings it counts are expected, not a problem to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
 def _install_log_filter() -> None:
-    for name in ("prefect.task_runs", "prefect.flow_runs"):
+    for name, kind in [
+        ("prefect.task_runs", _OneLineUserErrors),
+        ("prefect.flow_runs", _OneLineUserErrors),
+        ("tensorflow", _NoRetracingNotes),
+    ]:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _OneLineUserErrors) for f in logger.filters):
-            logger.addFilter(_OneLineUserErrors())
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
 
 
 # A hung run must not hold a schedule's concurrency slot forever; deployments may override this
@@ -60,32 +72,39 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
                 "reason": champion["reason"],
                 "path": path,
                 "reused": True,
+                "action": champion.get("decision", {}).get("action", ""),
             }
-        windows = tasks.make_windows(validated, config)
+        folds = tasks.make_folds(validated, config)
+        windows = folds[-1]  # ends at the last observation: its models forecast the future
         logger.info(
-            f"{len(validated.series_ids)} series, freq {validated.freq}, "
-            f"{len(windows.train)}/{len(windows.validation)}/{len(windows.test)} "
-            "train/validation/test windows"
+            f"{len(validated.series_ids)} series, freq {validated.freq}, {len(folds)} backtest "
+            f"folds of {config.evaluation.block_size(config.model.horizon)} steps, "
+            f"{sum(len(f.test) for f in folds)} test windows"
         )
+        tracking = tasks.track(config, validated, windows)
+        incumbent = tasks.find_incumbent(config, tracking)
         # Sequential on purpose: two threads saved 11% of gru + lstm wall time on 2 cores
         # (benchmarks/concurrency.py), too little to risk seeds racing in shared global state.
         results = [
-            tasks.train(kind, windows, config, validated.season_length)
+            tasks.train(kind, folds, config, validated.season_length)
             for kind in config.model.candidates
         ]
-        choice = tasks.select(results, config)
+        evidence = tasks.evidence(folds, results, validated, config)
+        choice = tasks.select(results, evidence, config, incumbent)
         logger.info(f"Champion: {choice.model}. {choice.reason}")
-        forecasts = tasks.forecast(results, choice, windows, validated, config)
+        forecasts = tasks.forecast(results, choice, windows, validated, config, evidence)
         files, manifest = tasks.package(
             run_id,
             config,
             data=validated,
             windows=windows,
             results=results,
+            evidence=evidence,
             choice=choice,
             forecasts=forecasts,
+            tracking=tracking.manifest_entry(),
         )
-        path = tasks.publish(config, run_id, files, manifest)
+        path = tasks.publish(config, run_id, files, manifest, tracking.new_rows)
     except ForecastingError as error:
         return Failed(message=str(error))
     return {
@@ -94,4 +113,5 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
         "reason": choice.reason,
         "path": path,
         "reused": False,
+        "action": choice.decision["action"],
     }

@@ -22,11 +22,19 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT / "data" / "ETTh1.csv"
 DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "outputs"
 
-ModelKind = Literal["naive", "seasonal_naive", "simple_rnn", "gru", "lstm"]
+ModelKind = Literal["naive", "seasonal_naive", "linear", "simple_rnn", "gru", "lstm"]
 Metric = Literal["mae", "rmse", "mase", "smape"]
 # Simplest first: ties in the selection metric go to the earliest kind in this order.
-MODEL_ORDER: tuple[ModelKind, ...] = ("naive", "seasonal_naive", "simple_rnn", "gru", "lstm")
+MODEL_ORDER: tuple[ModelKind, ...] = (
+    "naive",
+    "seasonal_naive",
+    "linear",
+    "simple_rnn",
+    "gru",
+    "lstm",
+)
 RNN_KINDS: tuple[str, ...] = ("simple_rnn", "gru", "lstm")
+TRAINED_KINDS: tuple[str, ...] = ("linear", *RNN_KINDS)  # learn from data; the naive ones do not
 _RESERVED_COLUMNS = {"unique_id", "ds", "y", "row"}
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -115,7 +123,7 @@ class ModelConfig(_Frozen):
     normalize_window: bool = Field(
         True,
         description="Subtract each input window's last target value and add it back to the "
-        "output (as NLinear does); makes the RNNs robust to level shifts.",
+        "output (as NLinear does), in the RNNs and linear; makes them robust to level shifts.",
     )
     segment_length: int = Field(
         24,
@@ -152,15 +160,54 @@ class ModelConfig(_Frozen):
 
 
 class EvaluationConfig(_Frozen):
-    """How candidates are scored and chosen."""
+    """How candidates are backtested, compared and promoted."""
 
     metric: Metric = Field("mase", description="Metric that chooses the champion (lower wins).")
+    n_folds: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Rolling-origin backtest folds: consecutive test blocks over the most recent "
+        "data; every candidate is retrained before each block and scored on it.",
+    )
+    fold_size: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Steps per backtest block (at least the horizon); empty: 4 x horizon.",
+    )
     validation_fraction: float = Field(
-        0.1, gt=0.0, lt=0.5, description="Share of each series used for early stopping."
+        0.1,
+        gt=0.0,
+        lt=0.5,
+        description="Share of the data before each block used for early stopping (at least "
+        "one horizon).",
     )
-    test_fraction: float = Field(
-        0.1, gt=0.0, lt=0.5, description="Share of each series held out for scoring."
+    warm_start: bool = Field(
+        True,
+        description="Start each fold's RNN from the previous fold's weights instead of from "
+        "scratch (benchmarks/backtest.py measures both).",
     )
+    promotion_margin_percent: float = Field(
+        2.0,
+        ge=0.0,
+        lt=100.0,
+        description="A challenger replaces the published champion's kind only if it beats it "
+        "by this much on the metric, and significantly.",
+    )
+    significance_level: float = Field(
+        0.05, gt=0.0, lt=1.0, description="Diebold-Mariano test level for a significant win."
+    )
+    accuracy_drop_percent: float = Field(
+        20.0,
+        gt=0.0,
+        description="Warn when the newest scored published forecast's MASE is this much worse "
+        "than the mean of the runs scored before it.",
+    )
+
+    def block_size(self, horizon: int) -> int:
+        """Steps per backtest block: `fold_size`, or 4 x horizon when empty."""
+        return self.fold_size or 4 * horizon
 
 
 class PipelineConfig(_Frozen):
@@ -214,12 +261,18 @@ class PipelineConfig(_Frozen):
             ) from None
 
     @model_validator(mode="after")
-    def _seasonal_fits(self) -> PipelineConfig:
+    def _sizes_fit(self) -> PipelineConfig:
         season = self.model.season_length
         if season is not None and season > self.model.input_size:
             raise ValueError(
                 f"season_length ({season}) must not exceed input_size "
                 f"({self.model.input_size}); seasonal_naive reads one season from the window."
+            )
+        fold = self.evaluation.fold_size
+        if fold is not None and fold < self.model.horizon:
+            raise ValueError(
+                f"evaluation.fold_size ({fold}) must be at least the horizon "
+                f"({self.model.horizon}), so each block holds at least one whole forecast."
             )
         return self
 

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting.config import RNN_KINDS, PipelineConfig
+from forecasting.backtest import Backtest, backtest_frame
+from forecasting.config import TRAINED_KINDS, ModelConfig, PipelineConfig
 from forecasting.errors import TrainingError
-from forecasting.evaluation import predict_descaled
+from forecasting.evaluation import insample_scale, predict_descaled
+from forecasting.intervals import LEVELS, conformal_quantiles, interval_columns
 from forecasting.models import Forecaster
 from forecasting.publishing import SCHEMA_VERSION, frame_files, iso, json_bytes
-from forecasting.selection import Choice, leaderboard
+from forecasting.selection import Choice, Evidence, leaderboard
 from forecasting.training import CandidateResult, finetune_champion
 from forecasting.validation import ValidatedData
 from forecasting.windowing import Windows, last_inputs
@@ -36,15 +38,27 @@ _VERSIONED = (
 
 
 def forecast_future(
-    forecaster: Forecaster, windows: Windows, data: ValidatedData, horizon: int, input_size: int
+    forecaster: Forecaster,
+    windows: Windows,
+    data: ValidatedData,
+    config: ModelConfig,
+    quantiles: dict[int, np.ndarray],
 ) -> pd.DataFrame:
-    """Forecasts the `horizon` steps after each series' last observation.
+    """Forecasts the `horizon` steps after each series' last observation, with intervals.
+
+    Args:
+        windows: The last backtest fold, which ends at the last observation.
+        quantiles: Conformal half-widths per level and step in units of each series' MASE
+            scale (`intervals.conformal_quantiles` of the candidate's backtest errors).
 
     Returns:
-        Columns `unique_id`, `ds`, `horizon_step` (1-based), `y_hat`; one row per series and step.
+        Columns `unique_id`, `ds`, `horizon_step` (1-based), `y_hat` and the interval bounds
+        (`y_hat_lo_80`, ...); one row per series and step.
     """
+    horizon = config.horizon
     series = np.arange(len(windows.series_ids))
-    y_hat = predict_descaled(forecaster, windows, last_inputs(windows, input_size), series)
+    y_hat = predict_descaled(forecaster, windows, last_inputs(windows, config.input_size), series)
+    bounds = interval_columns(y_hat, insample_scale(windows, data.season_length), quantiles)
     last = data.frame.groupby("unique_id", sort=False)["ds"].max()
     offset = pd.tseries.frequencies.to_offset(data.freq)
     parts = []
@@ -56,6 +70,7 @@ def forecast_future(
                     "ds": pd.date_range(last[series_id] + offset, periods=horizon, freq=offset),
                     "horizon_step": np.arange(1, horizon + 1),
                     "y_hat": y_hat[index],
+                    **{column: values[index] for column, values in bounds.items()},
                 }
             )
         )
@@ -68,9 +83,11 @@ def forecast_candidates(
     windows: Windows,
     data: ValidatedData,
     config: PipelineConfig,
+    backtest: Backtest,
 ) -> dict[str, pd.DataFrame]:
     """Fine-tunes the champion (see `finetune_champion`), then forecasts with every finished
-    candidate; returns one `forecast_future` frame per kind.
+    candidate, each with intervals from its own backtest errors; returns one `forecast_future`
+    frame per kind.
 
     A candidate other than the champion whose forecast is not finite is left out of the
     candidate forecasts; the run goes on.
@@ -78,13 +95,15 @@ def forecast_candidates(
     Raises:
         TrainingError: The champion failed while fine-tuning or forecasting; nothing is published.
     """
-    size = config.model.horizon, config.model.input_size
+
+    def future(kind: str) -> pd.DataFrame:
+        quantiles = conformal_quantiles(backtest.abs_scaled_errors(kind))
+        return forecast_future(_forecaster(results, kind), windows, data, config.model, quantiles)
+
     try:
         finetune_champion(next(r for r in results if r.kind == champion), windows, config.model)
-        forecasts = {
-            champion: forecast_future(_forecaster(results, champion), windows, data, *size)
-        }
-    except (RuntimeError, FloatingPointError) as error:
+        forecasts = {champion: future(champion)}
+    except (RuntimeError, FloatingPointError, ValueError) as error:
         raise TrainingError(
             f"The champion {champion} failed while fine-tuning on all data or forecasting "
             f"({type(error).__name__}: {error}); nothing is published and the previous run "
@@ -93,7 +112,7 @@ def forecast_candidates(
     for result in results:
         if result.ok and result.kind != champion:
             try:
-                forecasts[result.kind] = forecast_future(result.fitted(), windows, data, *size)
+                forecasts[result.kind] = future(result.kind)
             except FloatingPointError:
                 continue
     return forecasts
@@ -114,7 +133,7 @@ def preprocessing_spec(
     windows: Windows, config: PipelineConfig, data: ValidatedData, champion: str
 ) -> dict:
     """Everything needed to turn new history into the champion's input, and its output back."""
-    normalized = champion in RNN_KINDS and config.model.normalize_window
+    normalized = champion in TRAINED_KINDS and config.model.normalize_window
     return {
         "schema_version": SCHEMA_VERSION,
         "model": champion,
@@ -145,8 +164,14 @@ def build_manifest(
     data: ValidatedData,
     results: list[CandidateResult],
     choice: Choice,
+    tracking: dict,
 ) -> dict:
-    """The run's manifest without `files` (publishing adds the hashes last)."""
+    """The run's manifest without `files` (publishing adds the hashes last).
+
+    Args:
+        tracking: How earlier published forecasts scored against later actuals
+            (`accuracy.track`).
+    """
     frame = data.frame
     return {
         "schema_version": SCHEMA_VERSION,
@@ -175,12 +200,21 @@ def build_manifest(
             "model": choice.model,
             "reason": choice.reason,
             "margins_percent": choice.margins,
+            "decision": choice.decision,
         },
+        "backtest": {
+            "n_folds": config.evaluation.n_folds,
+            "fold_size": config.evaluation.block_size(config.model.horizon),
+            "warm_start": config.evaluation.warm_start,
+            "interval_levels": list(LEVELS),
+        },
+        "published_accuracy": tracking,
         "candidates": [
             {
                 "model": r.kind,
                 "status": r.status,
                 "metrics": r.metrics,
+                "fold_metrics": r.fold_metrics,
                 "reason": r.reason,
                 "seconds": round(r.seconds, 3),
                 "epochs": r.epochs,
@@ -235,8 +269,10 @@ def assemble_run(
     data: ValidatedData,
     windows: Windows,
     results: list[CandidateResult],
+    evidence: Evidence,
     choice: Choice,
     forecasts: dict[str, pd.DataFrame],
+    tracking: dict,
 ) -> tuple[dict[str, bytes], dict]:
     """Builds every file of a run (as bytes) and its manifest, ready for `publish_run`.
 
@@ -249,8 +285,9 @@ def assemble_run(
         [label_forecast(frame, kind, run_id, as_of) for kind, frame in forecasts.items()],
         ignore_index=True,
     )
-    board = leaderboard(results)
-    files = frame_files(forecast, candidates, board)
+    board = leaderboard(results, evidence, config.evaluation.metric)
+    backtest = backtest_frame(evidence.backtest, windows.series_ids, evidence.dates)
+    files = frame_files(forecast, candidates, board, backtest)
     champion = next(r for r in results if r.kind == choice.model)
     if (model_bytes := champion.fitted().to_bytes()) is not None:
         files["model.keras"] = model_bytes
@@ -264,5 +301,6 @@ def assemble_run(
         data=data,
         results=results,
         choice=choice,
+        tracking=tracking,
     )
     return files, manifest

@@ -2,9 +2,10 @@
 
 Layout under `<output_dir>/<name>/`:
     runs/<run_id>/   forecast.csv, forecast.parquet, candidate_forecasts.parquet, leaderboard.csv,
-                     preprocessing.json, model.keras (absent when a naive model wins),
-                     manifest.json (lists every other file with its sha256 and size)
+                     backtest.parquet, preprocessing.json, model.keras (absent when a naive
+                     model wins), manifest.json (lists every other file with its sha256 and size)
     latest           relative symlink to runs/<run_id>; switching it is the commit point
+    accuracy.parquet earlier runs' forecasts scored against the actuals that came later
     .publish.lock    held by every writer for its whole publish
 
 While a writer works, its files carry temporary names that record who wrote them,
@@ -34,10 +35,21 @@ from filelock import FileLock, Timeout
 
 from forecasting.errors import ConfigError, PublishError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
+ACCURACY_FILE = "accuracy.parquet"
 LOCK_FILE = ".publish.lock"
-FORECAST_COLUMNS = ["unique_id", "ds", "horizon_step", "y_hat", "model", "run_id", "as_of"]
+INTERVAL_COLUMNS = ["y_hat_lo_80", "y_hat_hi_80", "y_hat_lo_95", "y_hat_hi_95"]
+FORECAST_COLUMNS = [
+    "unique_id",
+    "ds",
+    "horizon_step",
+    "y_hat",
+    *INTERVAL_COLUMNS,
+    "model",
+    "run_id",
+    "as_of",
+]
 LOCK_TIMEOUT_SECONDS = 600
 KEEP_RUNS = 30
 _TEMPORARY = re.compile(
@@ -65,10 +77,13 @@ def iso(value: pd.Timestamp) -> str:
 
 
 def frame_files(
-    forecast: pd.DataFrame, candidates: pd.DataFrame, leaderboard: pd.DataFrame
+    forecast: pd.DataFrame,
+    candidates: pd.DataFrame,
+    leaderboard: pd.DataFrame,
+    backtest: pd.DataFrame,
 ) -> dict[str, bytes]:
     """Serializes the run's tables: forecast as CSV (ISO-8601 `ds`, `as_of`) and Parquet, its
-    columns in the readers' contract order (`FORECAST_COLUMNS`)."""
+    columns in the readers' contract order (`FORECAST_COLUMNS`), and the backtest."""
     forecast = forecast[FORECAST_COLUMNS]
     candidates = candidates[FORECAST_COLUMNS]
     text = forecast.copy()
@@ -79,6 +94,7 @@ def frame_files(
         "forecast.parquet": _parquet_bytes(forecast),
         "candidate_forecasts.parquet": _parquet_bytes(candidates),
         "leaderboard.csv": leaderboard.to_csv(index=False, lineterminator="\n").encode(),
+        "backtest.parquet": _parquet_bytes(backtest),
     }
 
 
@@ -99,6 +115,7 @@ def publish_run(
     files: dict[str, bytes],
     manifest: dict,
     keep_runs: int = KEEP_RUNS,
+    accuracy: pd.DataFrame | None = None,
 ) -> Path:
     """Writes a run folder crash-safely, seals it with its manifest, then switches `latest`.
 
@@ -132,6 +149,8 @@ def publish_run(
         files: File name to content, for every file of the run but the manifest.
         manifest: The manifest without `files`; its `as_of` (ISO-8601) decides `latest`.
         keep_runs: Sealed runs to keep, at least 1.
+        accuracy: Newly scored rows of earlier runs' forecasts; merged into
+            `<output_dir>/<name>/accuracy.parquet` (atomically replaced) after the run is sealed.
 
     Returns:
         The run's folder.
@@ -153,6 +172,8 @@ def publish_run(
                 _write_run(run_dir, files, manifest)
             if _is_at_or_after(manifest.get("as_of"), _latest_as_of(pipeline_dir)):
                 _switch_latest(pipeline_dir, run_id)
+            if accuracy is not None and len(accuracy):
+                _append_accuracy(pipeline_dir, accuracy)
             _prune(pipeline_dir, keep_runs, run_id)
     except Timeout:
         raise PublishError(
@@ -162,6 +183,55 @@ def publish_run(
     except OSError as error:
         raise PublishError(_failure_message(run_id, run_dir, error)) from None
     return run_dir
+
+
+def rollback(output_dir: Path, name: str, run_id: str) -> Path:
+    """Points `latest` at an earlier sealed run, after verifying every file's hash.
+
+    It stays there until the next publish whose as-of is at or after that run's moves it on.
+
+    Raises:
+        PublishError: The run does not exist, fails verification, or the lock is held.
+    """
+    from forecasting.reading import read_run
+
+    pipeline_dir = Path(output_dir) / name
+    run_dir = pipeline_dir / "runs" / run_id
+    if "/" in run_id or run_id.startswith(".") or not (run_dir / MANIFEST).is_file():
+        known = ", ".join(sealed_runs(pipeline_dir)[-5:]) or "none"
+        raise PublishError(
+            f"Pipeline {name!r} in {str(output_dir)!r} has no complete run {run_id!r}. "
+            f"Recent runs: {known}."
+        )
+    try:
+        with FileLock(pipeline_dir / LOCK_FILE, timeout=LOCK_TIMEOUT_SECONDS):
+            read_run(run_dir)
+            _switch_latest(pipeline_dir, run_id)
+    except Timeout:
+        raise PublishError(
+            f"Another run held the publish lock of {str(pipeline_dir)!r} for "
+            f"{LOCK_TIMEOUT_SECONDS} s; retry the rollback when it is done."
+        ) from None
+    except OSError as error:
+        raise PublishError(_failure_message(run_id, run_dir, error)) from None
+    return run_dir
+
+
+def _append_accuracy(pipeline_dir: Path, rows: pd.DataFrame) -> None:
+    """Merges scored rows into accuracy.parquet by writing a new file and renaming it."""
+    from forecasting.accuracy import merge_accuracy
+
+    path = pipeline_dir / ACCURACY_FILE
+    try:
+        existing = pd.read_parquet(path) if path.is_file() else None
+    except Exception as error:  # noqa: BLE001 - a damaged history must not stop publishing
+        warnings.warn(
+            f"{str(path)!r} cannot be read ({type(error).__name__}: {error}); the new scores "
+            "are not added. Move the file aside to start a new history.",
+            stacklevel=3,
+        )
+        return
+    _write_atomic(path, _parquet_bytes(merge_accuracy(existing, rows)))
 
 
 def _failure_message(run_id: str, run_dir: Path, error: OSError) -> str:

@@ -1,4 +1,4 @@
-"""Training one candidate, scoring it on the test windows, and fine-tuning the champion."""
+"""Training one candidate on every backtest fold, scoring it, and fine-tuning the champion."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from forecasting.config import ModelConfig
+from forecasting.config import RNN_KINDS, ModelConfig
 from forecasting.errors import TrainingError
 from forecasting.evaluation import held_out_truth, insample_scale, predict_windows, score
 from forecasting.models import Forecaster, make_forecaster
@@ -19,29 +19,37 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CandidateResult:
-    """What one candidate achieved.
+    """What one candidate achieved over the backtest folds.
 
     Attributes:
         kind: The model kind.
         status: "ok" or "failed".
         reason: Why it failed, or a note on how training ended (time budget); empty otherwise.
-        metrics: Test-window scores in original units (empty when failed).
-        seconds: Wall time of fitting and scoring.
-        epochs: Epochs trained (0 for naive models).
-        best_epoch: Epoch whose weights were kept (0 for naive models).
-        forecaster: The fitted candidate (None when failed).
-        test_predictions: Forecasts for the test windows in original units, (n_windows, horizon).
+        metrics: Means over folds of each fold's test-block scores, original units (empty when
+            failed).
+        fold_metrics: Each fold's scores, oldest fold first.
+        fold_seconds: Each fold's wall time of fitting and scoring.
+        fold_epochs: Each fold's epochs trained.
+        seconds: Wall time of fitting and scoring, all folds.
+        epochs: Epochs trained, summed over folds (0 for models without epochs).
+        best_epoch: Epoch whose weights the last fold kept.
+        forecaster: The last fold's fitted candidate (None when failed); it forecasts the future.
+        predictions: Per fold, forecasts for its test windows in original units,
+            (n_windows, horizon).
     """
 
     kind: str
     status: str
     reason: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    fold_metrics: list[dict[str, float]] = field(default_factory=list)
+    fold_seconds: list[float] = field(default_factory=list)
+    fold_epochs: list[int] = field(default_factory=list)
     seconds: float = 0.0
     epochs: int = 0
     best_epoch: int = 0
     forecaster: Forecaster | None = None
-    test_predictions: np.ndarray | None = None
+    predictions: list[np.ndarray] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -60,35 +68,55 @@ class CandidateResult:
 
 def train_candidate(
     kind: str,
-    windows: Windows,
+    folds: list[Windows],
     config: ModelConfig,
     season_length: int,
     seed: int,
     progress: Progress | None = None,
+    warm_start: bool = False,
 ) -> CandidateResult:
-    """Builds, fits and scores one candidate; a failure is recorded, not raised.
+    """Fits and scores one candidate on every backtest fold; a failure is recorded, not raised.
 
-    NaN losses, non-finite forecasts and any exception inside Keras mark the candidate failed
-    with the reason, so the other candidates go on.
+    Each fold's model sees only that fold's training and validation windows. With
+    `warm_start`, a fold's model starts from the previous fold's weights; otherwise each fold
+    builds a fresh model from the same seed. NaN losses, non-finite forecasts and any exception
+    inside Keras mark the candidate failed with the reason, so the other candidates go on.
     """
     say = progress or (lambda message: None)
     started = time.perf_counter()
-    try:
-        forecaster = make_forecaster(kind, config, len(windows.features), season_length, seed)
-        callbacks = [_epoch_logger(kind, say)] if forecaster.trains else []
-        forecaster.fit(windows.train, windows.validation, callbacks=callbacks)
-        y_hat = predict_windows(forecaster, windows, windows.test)
-    except Exception as error:  # noqa: BLE001 - any failure of one candidate must not stop the run
-        reason = f"{type(error).__name__}: {error}".strip()
-        say(f"{kind} failed: {reason}")
-        return CandidateResult(kind, "failed", reason=reason, seconds=time.perf_counter() - started)
-    scale = insample_scale(windows, season_length)[windows.test.series]
-    metrics = score(held_out_truth(windows), y_hat, scale)
+    forecaster: Forecaster | None = None
+    predictions, fold_metrics, fold_seconds, fold_epochs, budget_folds = [], [], [], [], []
+    for number, windows in enumerate(folds, start=1):
+        fold_started = time.perf_counter()
+        try:
+            if forecaster is None or not warm_start:
+                forecaster = make_forecaster(
+                    kind, config, len(windows.features), season_length, seed
+                )
+            logs_epochs = kind in RNN_KINDS
+            callbacks = [_epoch_logger(f"{kind} fold {number}", say)] if logs_epochs else []
+            forecaster.fit(windows.train, windows.validation, callbacks=callbacks)
+            y_hat = predict_windows(forecaster, windows, windows.test)
+        except Exception as error:  # noqa: BLE001 - one candidate's failure must not stop the run
+            reason = f"fold {number}: {type(error).__name__}: {error}".strip()
+            say(f"{kind} failed in {reason}")
+            return CandidateResult(
+                kind, "failed", reason=reason, seconds=time.perf_counter() - started
+            )
+        scale = insample_scale(windows, season_length)[windows.test.series]
+        fold_metrics.append(score(held_out_truth(windows), y_hat, scale))
+        predictions.append(y_hat)
+        fold_seconds.append(time.perf_counter() - fold_started)
+        fold_epochs.append(forecaster.epochs_trained)
+        if forecaster.stopped_by_budget:
+            budget_folds.append(str(number))
+    assert forecaster is not None  # at least one fold
+    metrics = {name: float(np.mean([m[name] for m in fold_metrics])) for name in fold_metrics[0]}
     budget_note = ""
-    if forecaster.stopped_by_budget:
+    if budget_folds:
         budget_note = (
-            f"stopped by the time budget of {config.time_budget_seconds:g} s after "
-            f"{forecaster.epochs_trained} epochs; kept the best weights so far"
+            f"stopped by the time budget of {config.time_budget_seconds:g} s in fold "
+            f"{', '.join(budget_folds)}; kept the best weights so far"
         )
         say(f"{kind}: {budget_note}")
     result = CandidateResult(
@@ -96,16 +124,19 @@ def train_candidate(
         "ok",
         reason=budget_note,
         metrics=metrics,
+        fold_metrics=fold_metrics,
+        fold_seconds=fold_seconds,
+        fold_epochs=fold_epochs,
         seconds=time.perf_counter() - started,
-        epochs=forecaster.epochs_trained,
+        epochs=sum(fold_epochs),
         best_epoch=forecaster.best_epoch,
         forecaster=forecaster,
-        test_predictions=y_hat,
+        predictions=predictions,
     )
     say(
         f"{kind}: "
         + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items())
-        + f" ({result.seconds:.1f} s, {result.epochs} epochs)"
+        + f" over {len(folds)} folds ({result.seconds:.1f} s, {result.epochs} epochs)"
     )
     return result
 

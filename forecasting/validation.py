@@ -474,9 +474,10 @@ def _check_lengths(
             f"{_quote_few(pd.Series(short))}. "
             f"Series {sid!r} has "
             f"{lengths[sid]} steps; it needs at least {needed[sid]} (input_size "
-            f"{model.input_size} + horizon {model.horizon} for one training window, plus "
-            f"validation and test blocks of at least one horizon each). Lower --input-size "
-            f"or --horizon, or supply more history{later}."
+            f"{model.input_size} + horizon {model.horizon} for one training window, plus a "
+            f"validation slice of at least one horizon and {evaluation.n_folds} backtest "
+            f"folds of {evaluation.block_size(model.horizon)} steps). Lower --input-size, "
+            f"--horizon or --n-folds, or supply more history{later}."
         )
 
 

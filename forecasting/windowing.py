@@ -11,20 +11,29 @@ from numpy.lib.stride_tricks import sliding_window_view
 from forecasting.config import EvaluationConfig, ModelConfig
 
 
-def split_sizes(length: int, horizon: int, evaluation: EvaluationConfig) -> tuple[int, int]:
-    """Returns (validation, test) block lengths in steps for a series of `length` steps.
+def fold_bounds(
+    length: int, horizon: int, evaluation: EvaluationConfig
+) -> list[tuple[int, int, int]]:
+    """Per backtest fold of a series of `length` steps: (train_end, block_start, block_end).
 
-    Each block is its fraction of the series, but at least one horizon long.
+    The `n_folds` blocks are consecutive and end at the last step. Before each block, the last
+    `validation_fraction` of the data (at least one horizon) is the fold's validation slice for
+    early stopping; training windows have their targets before `train_end`.
     """
-    n_val = max(horizon, int(length * evaluation.validation_fraction))
-    n_test = max(horizon, int(length * evaluation.test_fraction))
-    return n_val, n_test
+    size = evaluation.block_size(horizon)
+    bounds = []
+    for fold in range(evaluation.n_folds):
+        block_start = length - (evaluation.n_folds - fold) * size
+        n_val = max(horizon, int(block_start * evaluation.validation_fraction))
+        bounds.append((block_start - n_val, block_start, block_start + size))
+    return bounds
 
 
 def min_series_length(length: int, model: ModelConfig, evaluation: EvaluationConfig) -> int:
-    """Steps a series of `length` steps needs: one training window plus its two blocks."""
-    n_val, n_test = split_sizes(length, model.horizon, evaluation)
-    return model.input_size + model.horizon + n_val + n_test
+    """Steps a series of `length` steps needs: one training window before the first fold's
+    validation slice, that slice and every backtest block."""
+    train_end, _, _ = fold_bounds(length, model.horizon, evaluation)[0]
+    return model.input_size + model.horizon + length - train_end
 
 
 @dataclass(frozen=True)
@@ -84,8 +93,9 @@ class Windows:
     Attributes:
         train_end: Per series, the position where its validation block starts; the scaler and
             MASE's in-sample scale only see positions before it.
-        test_start: Per series, the position where its test block starts.
-        values: Per series, the unscaled values, shape (length, n_features).
+        test_start: Per series, the position where its test block starts; the block runs to
+            the end of `values`.
+        values: Per series, the unscaled values this fold may see, shape (length, n_features).
     """
 
     train: WindowSet
@@ -115,34 +125,42 @@ def fit_scaling(values: list[np.ndarray], train_end: np.ndarray) -> Scaling:
     return Scaling(mean=mean, std=np.where(std > 0, std, 1.0))
 
 
-def make_windows(
+def make_folds(
     frame: pd.DataFrame, features: list[str], model: ModelConfig, evaluation: EvaluationConfig
-) -> Windows:
-    """Builds time-ordered train/validation/test windows from a validated long frame.
+) -> list[Windows]:
+    """The rolling-origin backtest: one `Windows` per fold, oldest first (see `fold_bounds`).
 
-    A window belongs to the split that holds all of its target steps, so target periods never
-    overlap; inputs may reach back into the previous block, as at forecast time.
+    Each fold sees only the data before its block's end (`values` is cut there), its scaler is
+    fitted before its validation slice, and its test windows are every stride-1 window whose
+    targets lie in its block. A window belongs to the split that holds all of its target
+    steps; inputs may reach back into the previous split, as at forecast time. The last fold
+    ends at the last observation: its models are the ones that forecast the future.
     """
     series_ids, values = series_arrays(frame, features)
-    lengths = np.array([len(v) for v in values])
-    blocks = np.array([split_sizes(n, model.horizon, evaluation) for n in lengths])
-    test_start = lengths - blocks[:, 1]
-    train_end = test_start - blocks[:, 0]
-    scaling = fit_scaling(values, train_end)
-    scaled = scaling.scale(values)
-    first = np.full(len(values), model.input_size)
-    splits = [
-        (first, train_end),
-        (train_end, test_start),
-        (test_start, lengths),
-    ]
-    train, validation, test = (
-        _window_set(scaled, starts, ends, model.input_size, model.horizon)
-        for starts, ends in splits
-    )
-    return Windows(
-        train, validation, test, scaling, series_ids, features, train_end, test_start, values
-    )
+    per_series = [fold_bounds(len(v), model.horizon, evaluation) for v in values]
+    folds = []
+    for fold in range(evaluation.n_folds):
+        train_end, block_start, block_end = (
+            np.array([bounds[fold][part] for bounds in per_series]) for part in range(3)
+        )
+        seen = [v[:end] for v, end in zip(values, block_end, strict=True)]
+        scaling = fit_scaling(seen, train_end)
+        scaled = scaling.scale(seen)
+        first = np.full(len(seen), model.input_size)
+        train, validation, test = (
+            _window_set(scaled, starts, ends, model.input_size, model.horizon)
+            for starts, ends in [
+                (first, train_end),
+                (train_end, block_start),
+                (block_start, block_end),
+            ]
+        )
+        folds.append(
+            Windows(
+                train, validation, test, scaling, series_ids, features, train_end, block_start, seen
+            )
+        )
+    return folds
 
 
 def _window_set(

@@ -8,7 +8,7 @@ import pytest
 
 from forecasting.config import EvaluationConfig, ModelConfig
 from forecasting.evaluation import insample_scale, mae, mase, rmse, smape
-from forecasting.windowing import make_windows
+from forecasting.windowing import make_folds
 
 Y = np.array([[1.0, 2.0], [3.0, 4.0]])
 Y_HAT = np.array([[2.0, 2.0], [1.0, 8.0]])
@@ -39,7 +39,9 @@ def test_insample_scale_is_seasonal_naive_mae_of_the_training_block() -> None:
     frame = pd.DataFrame(
         {"unique_id": "a", "ds": pd.date_range("2024", periods=200, freq="h"), "y": y}
     )
-    windows = make_windows(frame, ["y"], ModelConfig(input_size=8, horizon=2), EvaluationConfig())
+    windows = make_folds(
+        frame, ["y"], ModelConfig(input_size=8, horizon=2), EvaluationConfig(n_folds=1)
+    )[0]
     # seasonal differences at lag 4 remove the season and leave 4 * 0.5
     assert insample_scale(windows, 4)[0] == pytest.approx(2.0)
     # lag 1 differences alternate between 0.5 and 1.5 around the season edges

@@ -23,6 +23,7 @@ RUN_FILES = {
     "forecast.parquet",
     "candidate_forecasts.parquet",
     "leaderboard.csv",
+    "backtest.parquet",
     "preprocessing.json",
     "model.keras",
 }
@@ -53,7 +54,7 @@ def run_flow(folder: Path, candidates: tuple[str, ...]) -> tuple[PipelineConfig,
 
 @pytest.fixture(scope="module")
 def published(prefect_harness, tmp_path_factory) -> tuple[PipelineConfig, dict]:
-    all_kinds = ("naive", "seasonal_naive", "simple_rnn", "gru", "lstm")
+    all_kinds = ("naive", "seasonal_naive", "linear", "simple_rnn", "gru", "lstm")
     return run_flow(tmp_path_factory.mktemp("flow"), all_kinds)
 
 
@@ -66,7 +67,7 @@ def test_run_folder_holds_every_file_listed_with_its_hash(published) -> None:
     config, summary = published
     run_dir = Path(summary["path"])
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    rnn_won = summary["champion"] in ("simple_rnn", "gru", "lstm")
+    rnn_won = summary["champion"] in ("linear", "simple_rnn", "gru", "lstm")
     expected = RUN_FILES if rnn_won else RUN_FILES - {"model.keras"}
     assert set(manifest["files"]) == expected
     for name, entry in manifest["files"].items():
@@ -78,7 +79,7 @@ def test_run_folder_holds_every_file_listed_with_its_hash(published) -> None:
 def test_manifest_records_data_config_versions_and_choice(published) -> None:
     config, summary = published
     manifest = read_latest(config.output_dir, "slice").manifest
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == 2
     assert manifest["run_id"] == summary["run_id"]
     assert manifest["data"]["rows"] == 1200
     assert manifest["data"]["first_ds"] == "2016-07-01T00:00:00"
@@ -89,6 +90,14 @@ def test_manifest_records_data_config_versions_and_choice(published) -> None:
     assert manifest["seeds"]["seed"] == 42
     assert manifest["champion"]["model"] == summary["champion"]
     assert [c["model"] for c in manifest["candidates"]] == list(config.model.candidates)
+    assert all(len(c["fold_metrics"]) == 3 for c in manifest["candidates"])
+    assert manifest["champion"]["decision"]["action"] == "first_run"
+    assert manifest["backtest"] == {
+        "n_folds": 3,
+        "fold_size": 24,
+        "warm_start": True,
+        "interval_levels": [80, 95],
+    }
 
 
 def test_forecast_follows_the_readers_contract(published) -> None:
@@ -100,10 +109,16 @@ def test_forecast_follows_the_readers_contract(published) -> None:
         "ds",
         "horizon_step",
         "y_hat",
+        "y_hat_lo_80",
+        "y_hat_hi_80",
+        "y_hat_lo_95",
+        "y_hat_hi_95",
         "model",
         "run_id",
         "as_of",
     ]
+    ordered = ["y_hat_lo_95", "y_hat_lo_80", "y_hat", "y_hat_hi_80", "y_hat_hi_95"]
+    assert (text[ordered].diff(axis=1).iloc[:, 1:] > 0).all().all()
     assert text["ds"].tolist()[:2] == ["2016-08-20T00:00:00", "2016-08-20T01:00:00"]
     assert text["horizon_step"].tolist() == list(range(1, 7))
     assert (text["model"] == summary["champion"]).all()
@@ -242,3 +257,20 @@ def test_a_hung_run_is_stopped_by_the_flow_timeout(prefect_harness, tiny_config,
     assert time.monotonic() - started < 25
     assert not tiny_config.output_dir.exists()
     assert pipeline.forecast_pipeline.timeout_seconds == pipeline.FLOW_TIMEOUT_SECONDS
+
+
+def test_backtest_table_and_leaderboard_come_from_the_same_folds(published) -> None:
+    config, summary = published
+    run_dir = Path(summary["path"])
+    backtest = pd.read_parquet(run_dir / "backtest.parquet")
+    board = pd.read_csv(run_dir / "leaderboard.csv").set_index("model")
+    assert list(backtest.columns[:5]) == ["unique_id", "ds", "cutoff", "horizon_step", "y"]
+    assert list(backtest.columns[5:]) == list(config.model.candidates)
+    # 3 folds of 24 steps, every stride-1 window of horizon 6 inside each: 3 x 19 windows
+    assert len(backtest) == 3 * 19 * 6
+    for kind in config.model.candidates:
+        mae = float(np.mean(np.abs(backtest[kind] - backtest["y"])))
+        folds = [board.loc[kind, f"mase_fold_{n}"] for n in (1, 2, 3)]
+        assert board.loc[kind, "mae"] == pytest.approx(mae, rel=1e-9)
+        assert board.loc[kind, "mase"] == pytest.approx(np.mean(folds), rel=1e-9)
+        assert 0 <= board.loc[kind, "coverage_80"] <= board.loc[kind, "coverage_95"] <= 100

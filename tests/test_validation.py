@@ -335,9 +335,9 @@ def test_raising_max_fill_bridges_a_long_gap(rows, tmp_path):
 # --- length and content -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("length", "enough"), [(41, False), (42, True)])
-def test_history_needs_input_size_horizon_and_two_blocks(rows, tmp_path, length, enough):
-    # input_size 24 + horizon 6 + validation 6 + test 6 = 42 steps
+@pytest.mark.parametrize(("length", "enough"), [(107, False), (108, True)])
+def test_history_needs_a_window_a_validation_slice_and_the_folds(rows, tmp_path, length, enough):
+    # input_size 24 + horizon 6 + validation 6 + 3 folds of 4 x 6 = 108 steps
     path = write(rows.iloc[:length], tmp_path)
     if enough:
         assert len(check(path).frame) == length
@@ -353,9 +353,11 @@ def test_short_series_message_names_the_numbers_and_options(rows, tmp_path):
     )
     assert str(path) in message
     assert "Series 'OT' has 600 steps" in message
-    assert "at least 644" in message
+    # 500 + 24 + validation 31 (10% of the 312 steps before the folds) + 3 folds of 96
+    assert "at least 843" in message
     assert "--input-size" in message
     assert "--horizon" in message
+    assert "3 backtest folds of 96 steps" in message and "--n-folds" in message
 
 
 def test_constant_series_is_refused(rows, tmp_path):

@@ -1,4 +1,4 @@
-"""Splits, scaling and windows line up exactly, and the test block never leaks into training."""
+"""Backtest folds, scaling and windows line up exactly, and no fold sees past its block."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from forecasting.config import EvaluationConfig, ModelConfig
 from forecasting.evaluation import held_out_truth, predict_windows
-from forecasting.windowing import full_history_windows, last_inputs, make_windows, split_sizes
+from forecasting.windowing import fold_bounds, full_history_windows, last_inputs, make_folds
 
 
 def arange_panel(lengths: tuple[int, ...]) -> pd.DataFrame:
@@ -29,7 +29,8 @@ def arange_panel(lengths: tuple[int, ...]) -> pd.DataFrame:
 
 
 MODEL = ModelConfig(input_size=10, horizon=4)
-EVALUATION = EvaluationConfig(validation_fraction=0.1, test_fraction=0.2)
+EVALUATION = EvaluationConfig(validation_fraction=0.1, n_folds=3, fold_size=8)
+LENGTHS = (100, 80)
 
 
 class SumAhead:
@@ -47,72 +48,81 @@ class SumAhead:
 
 
 def test_windows_hold_the_right_inputs_and_targets() -> None:
-    windows = make_windows(arange_panel((100, 80)), ["y"], MODEL, EVALUATION)
-    for split in (windows.train, windows.validation, windows.test):
-        mean = windows.scaling.mean[split.series, 0][:, None]
-        std = windows.scaling.std[split.series, 0][:, None]
-        raw_inputs = split.inputs[:, :, 0] * std + mean
-        raw_targets = split.targets * std + mean
-        offset = 1000 * split.series[:, None]
-        start = split.target_start[:, None]
-        np.testing.assert_allclose(raw_inputs, offset + start + np.arange(-10, 0), atol=1e-3)
-        np.testing.assert_allclose(raw_targets, offset + start + np.arange(4), atol=1e-3)
+    for windows in make_folds(arange_panel(LENGTHS), ["y"], MODEL, EVALUATION):
+        for split in (windows.train, windows.validation, windows.test):
+            mean = windows.scaling.mean[split.series, 0][:, None]
+            std = windows.scaling.std[split.series, 0][:, None]
+            raw_inputs = split.inputs[:, :, 0] * std + mean
+            raw_targets = split.targets * std + mean
+            offset = 1000 * split.series[:, None]
+            start = split.target_start[:, None]
+            np.testing.assert_allclose(raw_inputs, offset + start + np.arange(-10, 0), atol=1e-3)
+            np.testing.assert_allclose(raw_targets, offset + start + np.arange(4), atol=1e-3)
 
 
-def test_split_target_periods_do_not_overlap_and_cover_the_tail() -> None:
-    lengths = (100, 80)
-    windows = make_windows(arange_panel(lengths), ["y"], MODEL, EVALUATION)
-    for index, length in enumerate(lengths):
-        n_val, n_test = split_sizes(length, MODEL.horizon, EVALUATION)
+def test_folds_are_consecutive_blocks_ending_at_the_last_step() -> None:
+    folds = make_folds(arange_panel(LENGTHS), ["y"], MODEL, EVALUATION)
+    assert len(folds) == 3
+    for index, length in enumerate(LENGTHS):
+        bounds = fold_bounds(length, MODEL.horizon, EVALUATION)
+        assert [b[1] for b in bounds] == [length - 24, length - 16, length - 8]
+        for windows, (train_end, block_start, block_end) in zip(folds, bounds, strict=True):
 
-        def targets(split, index=index):
-            starts = split.target_start[split.series == index]
-            return set((starts[:, None] + np.arange(MODEL.horizon)).ravel())
+            def targets(split, index=index):
+                starts = split.target_start[split.series == index]
+                return starts, set((starts[:, None] + np.arange(MODEL.horizon)).ravel())
 
-        train, val, test = (
-            targets(windows.train),
-            targets(windows.validation),
-            targets(windows.test),
-        )
-        assert max(train) < min(val) and max(val) < min(test)
-        assert min(test) == length - n_test and max(test) == length - 1
-        assert min(val) == length - n_test - n_val
-        assert windows.train_end[index] == length - n_test - n_val
-
-
-def test_oracle_forecast_descales_to_the_exact_truth() -> None:
-    windows = make_windows(arange_panel((100, 80)), ["y"], MODEL, EVALUATION)
-    oracle = SumAhead(1 / windows.scaling.std[:, 0][windows.test.series], MODEL.horizon)
-    y_hat = predict_windows(oracle, windows, windows.test)
-    np.testing.assert_allclose(y_hat, held_out_truth(windows), atol=1e-3)
+            (_, train), (_, val), (test_starts, test) = (
+                targets(windows.train),
+                targets(windows.validation),
+                targets(windows.test),
+            )
+            assert max(train) < train_end <= min(val) and max(val) < block_start
+            # every stride-1 window whose targets lie in the block, and only those
+            assert list(test_starts) == list(range(block_start, block_end - MODEL.horizon + 1))
+            assert min(test) == block_start and max(test) == block_end - 1
+            assert len(windows.values[index]) == block_end
+            assert block_start - train_end == max(MODEL.horizon, int(block_start * 0.1))
 
 
-def test_scaler_is_fitted_on_the_training_block_only() -> None:
-    windows = make_windows(arange_panel((100,)), ["y"], MODEL, EVALUATION)
-    end = windows.train_end[0]
-    assert windows.scaling.mean[0, 0] == pytest.approx(np.arange(end).mean())
-    assert windows.scaling.std[0, 0] == pytest.approx(np.arange(end).std())
+def test_oracle_forecast_descales_to_the_exact_truth_in_every_fold() -> None:
+    for windows in make_folds(arange_panel(LENGTHS), ["y"], MODEL, EVALUATION):
+        oracle = SumAhead(1 / windows.scaling.std[:, 0][windows.test.series], MODEL.horizon)
+        y_hat = predict_windows(oracle, windows, windows.test)
+        np.testing.assert_allclose(y_hat, held_out_truth(windows), atol=1e-3)
 
 
-def test_changing_test_values_changes_neither_scaler_nor_training_windows() -> None:
-    frame = arange_panel((100, 80))
-    before = make_windows(frame, ["y"], MODEL, EVALUATION)
-    changed = frame.copy()
-    for index, (_, group) in enumerate(changed.groupby("unique_id", sort=False)):
-        tail = group.index[before.test_start[index] :]
-        changed.loc[tail, "y"] = 1e6
-    after = make_windows(changed, ["y"], MODEL, EVALUATION)
-    np.testing.assert_array_equal(before.scaling.mean, after.scaling.mean)
-    np.testing.assert_array_equal(before.scaling.std, after.scaling.std)
-    for name in ("train", "validation"):
-        np.testing.assert_array_equal(getattr(before, name).inputs, getattr(after, name).inputs)
-        np.testing.assert_array_equal(getattr(before, name).targets, getattr(after, name).targets)
-    assert not np.array_equal(before.test.targets, after.test.targets)
+def test_each_fold_scales_on_its_own_training_block_only() -> None:
+    folds = make_folds(arange_panel((100,)), ["y"], MODEL, EVALUATION)
+    for windows in folds:
+        end = windows.train_end[0]
+        assert windows.scaling.mean[0, 0] == pytest.approx(np.arange(end).mean())
+        assert windows.scaling.std[0, 0] == pytest.approx(np.arange(end).std())
+    assert len({w.scaling.mean[0, 0] for w in folds}) == 3  # refitted per fold
+
+
+def test_no_fold_sees_its_block_in_training_or_anything_after_it() -> None:
+    frame = arange_panel(LENGTHS)
+    before = make_folds(frame, ["y"], MODEL, EVALUATION)
+    for fold, windows in enumerate(before):
+        changed = frame.copy()
+        for index, (_, group) in enumerate(changed.groupby("unique_id", sort=False)):
+            changed.loc[group.index[windows.test_start[index] :], "y"] = 1e6
+        after = make_folds(changed, ["y"], MODEL, EVALUATION)
+        np.testing.assert_array_equal(windows.scaling.mean, after[fold].scaling.mean)
+        np.testing.assert_array_equal(windows.scaling.std, after[fold].scaling.std)
+        for name in ("train", "validation"):
+            old, new = getattr(windows, name), getattr(after[fold], name)
+            np.testing.assert_array_equal(old.inputs, new.inputs)
+            np.testing.assert_array_equal(old.targets, new.targets)
+        assert not np.array_equal(windows.test.targets, after[fold].test.targets)
+        for earlier in range(fold):  # earlier folds end before this block: untouched
+            np.testing.assert_array_equal(before[earlier].test.targets, after[earlier].test.targets)
 
 
 def test_covariates_are_extra_input_features_not_targets() -> None:
     frame = arange_panel((100,)).assign(temperature=lambda f: -f["y"])
-    windows = make_windows(frame, ["y", "temperature"], MODEL, EVALUATION)
+    windows = make_folds(frame, ["y", "temperature"], MODEL, EVALUATION)[-1]
     assert windows.train.inputs.shape[1:] == (10, 2)
     assert windows.train.targets.shape[1:] == (4,)
     np.testing.assert_allclose(
@@ -121,7 +131,7 @@ def test_covariates_are_extra_input_features_not_targets() -> None:
 
 
 def test_full_history_and_last_inputs_reach_the_last_observation() -> None:
-    windows = make_windows(arange_panel((100, 80)), ["y"], MODEL, EVALUATION)
+    windows = make_folds(arange_panel(LENGTHS), ["y"], MODEL, EVALUATION)[-1]
     history = full_history_windows(windows, MODEL.input_size, MODEL.horizon)
     assert history.target_start[history.series == 0].max() == 100 - MODEL.horizon
     last = last_inputs(windows, MODEL.input_size)

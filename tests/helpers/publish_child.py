@@ -58,13 +58,15 @@ def run_files(index: int) -> tuple[str, dict[str, bytes], dict]:
             "ds": [as_of + pd.Timedelta(hours=step) for _ in ("a", "b") for step in steps],
             "horizon_step": [step for _ in ("a", "b") for step in steps],
             "y_hat": [float(index + step) for _ in ("a", "b") for step in steps],
+            **{column: 0.0 for column in publishing.INTERVAL_COLUMNS},
             "model": "gru",
             "run_id": run_id,
             "as_of": as_of,
         }
     )
     board = pd.DataFrame({"model": ["naive", "gru"], "status": "ok", "mase": [1.0, 0.5]})
-    files = publishing.frame_files(forecast, forecast, board)
+    backtest = forecast[["unique_id", "ds", "horizon_step", "y_hat"]].rename(columns={"y_hat": "y"})
+    files = publishing.frame_files(forecast, forecast, board, backtest)
     files["model.keras"] = os.urandom(MODEL_BYTES)
     files["preprocessing.json"] = publishing.json_bytes({"input_size": 48, "horizon": 24})
     manifest = {"schema_version": 1, "run_id": run_id, "as_of": publishing.iso(as_of)}
