@@ -4,7 +4,8 @@ memory of the whole process tree (uv, the CLI, Prefect's temporary server) every
 
     uv run --group bench python benchmarks/run_time.py [-- extra forecast run options]
 
-Writes benchmarks/results/run_time.csv and run_time.md.
+Writes benchmarks/results/run_time.csv and run_time.md, and what the command printed (without
+Prefect's log lines) to run_time_output.txt.
 """
 
 from __future__ import annotations
@@ -115,6 +116,10 @@ def main() -> None:
         f"{platform.python_version()}, {started:%Y-%m-%d}\n\n"
     )
     (RESULTS / "run_time.md").write_text(header + table.to_markdown(index=False) + "\n")
+    printed = [
+        line for line in log.splitlines() if not re.match(r"^\d\d:\d\d:\d\d\.\d{3} \|", line)
+    ]
+    (RESULTS / "run_time_output.txt").write_text("\n".join(printed) + "\n")
     print(header + table.to_markdown(index=False))
 
 
