@@ -210,6 +210,30 @@ class EvaluationConfig(_Frozen):
         return self.fold_size or 4 * horizon
 
 
+class ReplayConfig(_Frozen):
+    """A replay clock, for a data file that has ended (the bundled ETTh1 ends in 2018): a
+    scheduled run started at time T forecasts as of `start + (T - anchor)`, so each hour of
+    schedule reveals one more hour of data; past the last timestamp the replay wraps to `start`
+    and publishes to `<name>-cycle-<n>`."""
+
+    anchor: datetime = Field(
+        description="Schedule time, with its offset, at which the replay shows `start`."
+    )
+    start: datetime = Field(
+        description="Data time shown at the anchor (with an offset only when the data carry one)."
+    )
+
+    @field_validator("anchor")
+    @classmethod
+    def _anchor_has_offset(cls, anchor: datetime) -> datetime:
+        if anchor.tzinfo is None:
+            raise ValueError(
+                "must carry an offset, such as '2026-11-01T00:00:00+00:00': schedules run in "
+                f"real time. Received: anchor={anchor.isoformat()!r}"
+            )
+        return anchor
+
+
 class PipelineConfig(_Frozen):
     """Everything one pipeline run needs."""
 
@@ -233,6 +257,11 @@ class PipelineConfig(_Frozen):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    replay: ReplayConfig | None = Field(
+        None,
+        description="Replay clock for scheduled runs on data that has ended; empty: a scheduled "
+        "run forecasts as of its scheduled time.",
+    )
 
     @field_validator("name")
     @classmethod
