@@ -306,6 +306,63 @@ def rollback(
     typer.echo(f"latest of {name} now points at {run_dir}")
 
 
+@app.command()
+def serve(
+    file: Annotated[Path, typer.Option(help="prefect.yaml whose deployments to serve.")] = Path(
+        "deploy/prefect.yaml"
+    ),
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated deployment names to serve (default all).")
+    ] = None,
+) -> None:
+    """Serve the deployments of deploy/prefect.yaml from this process (no work pool or worker):
+    their schedules, parameters, tags and concurrency limits, until interrupted. Needs a Prefect
+    server (PREFECT_API_URL); see deploy/README.md."""
+    from flows.serving import DEPLOY_FILE, read_deployments
+
+    file = file or DEPLOY_FILE
+    try:
+        entries = read_deployments(file)
+    except ForecastingError as error:
+        _fail(error)
+    _quiet_environment()
+    from flows.serving import serve as serve_deployments
+
+    try:
+        serve_deployments(file, _csv(only))
+    except ForecastingError as error:
+        _fail(error)
+    typer.echo(f"Stopped serving {len(entries)} deployments.")
+
+
+@app.command()
+def automations(
+    within: Annotated[
+        float,
+        typer.Option(
+            help="Seconds without a heartbeat after which a running flow run is marked Crashed; must exceed PREFECT_FLOWS_HEARTBEAT_FREQUENCY (forecast serve sets 30)."
+        ),
+    ] = 90.0,
+    webhook: Annotated[
+        str | None,
+        typer.Option(help="URL that receives a JSON message when a scheduled run fails."),
+    ] = None,
+    block: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of an existing Prefect notification block to use instead of --webhook."
+        ),
+    ] = None,
+) -> None:
+    """Create (or replace) the Prefect automations for scheduled runs: crashed-heartbeat
+    detection, and failure notification when --webhook or --block is given."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.automations import install
+
+    for name in install(within, webhook, block):
+        typer.echo(f"Created automation {name}")
+
+
 def _print_trend(output_dir: Path, name: str, runs: int = 10) -> None:
     """Prints how the last `runs` scored published forecasts did against later actuals."""
     import pandas as pd

@@ -1,0 +1,96 @@
+"""A real `prefect server start` on a free loopback port, with its own PREFECT_HOME, and the
+environment every process it serves must get (PREFECT_API_URL and friends)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+CLI = [sys.executable, "-c", "from flows.cli import app; app()"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def environment(home: Path, api_url: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
+    return env
+
+
+@contextmanager
+def prefect_server(home: Path, timeout: float = 90) -> Iterator[tuple[str, dict[str, str]]]:
+    """Starts a server and yields (its API URL, the environment for processes that use it)."""
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = environment(home, api_url)
+    log = open(home.parent / f"server-{port}.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not start: {log.name}")
+            time.sleep(0.5)
+        yield api_url, env
+    finally:
+        stop(server)
+        log.close()
+
+
+def start(arguments: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Starts a `forecast` command in its own process group, from the project root."""
+    return subprocess.Popen(
+        [*CLI, *arguments],
+        cwd=PROJECT,
+        env=env,
+        stdout=open(log, "w"),  # noqa: SIM115 - the child owns it
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stops a process and everything it started."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
