@@ -17,6 +17,7 @@ id is always sealed. Later publishes remove what dead writers left and keep the 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -28,6 +29,7 @@ import secrets
 import shutil
 import socket
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -164,7 +166,7 @@ def publish_run(
         raise ConfigError(f"keep_runs must be at least 1. Received: keep_runs={keep_runs}")
     pipeline_dir = Path(output_dir) / name
     run_dir = pipeline_dir / "runs" / run_id
-    try:
+    with _locked(pipeline_dir, run_id, "Check for a stuck run, then retry."):
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(pipeline_dir / LOCK_FILE, timeout=LOCK_TIMEOUT_SECONDS):
             _remove_leftovers(pipeline_dir)
@@ -175,14 +177,22 @@ def publish_run(
             if accuracy is not None and len(accuracy):
                 _append_accuracy(pipeline_dir, accuracy)
             _prune(pipeline_dir, keep_runs, run_id)
+    return run_dir
+
+
+@contextlib.contextmanager
+def _locked(pipeline_dir: Path, run_id: str, retry: str) -> Iterator[None]:
+    """Turns a publish-lock timeout or an OS error inside the block into a PublishError."""
+    try:
+        yield
     except Timeout:
         raise PublishError(
             f"Another run held the publish lock of {str(pipeline_dir)!r} for "
-            f"{LOCK_TIMEOUT_SECONDS} s. Check for a stuck run, then retry."
+            f"{LOCK_TIMEOUT_SECONDS} s. {retry}"
         ) from None
     except OSError as error:
+        run_dir = pipeline_dir / "runs" / run_id
         raise PublishError(_failure_message(run_id, run_dir, error)) from None
-    return run_dir
 
 
 def rollback(output_dir: Path, name: str, run_id: str) -> Path:
@@ -203,17 +213,12 @@ def rollback(output_dir: Path, name: str, run_id: str) -> Path:
             f"Pipeline {name!r} in {str(output_dir)!r} has no complete run {run_id!r}. "
             f"Recent runs: {known}."
         )
-    try:
-        with FileLock(pipeline_dir / LOCK_FILE, timeout=LOCK_TIMEOUT_SECONDS):
-            read_run(run_dir)
-            _switch_latest(pipeline_dir, run_id)
-    except Timeout:
-        raise PublishError(
-            f"Another run held the publish lock of {str(pipeline_dir)!r} for "
-            f"{LOCK_TIMEOUT_SECONDS} s; retry the rollback when it is done."
-        ) from None
-    except OSError as error:
-        raise PublishError(_failure_message(run_id, run_dir, error)) from None
+    with (
+        _locked(pipeline_dir, run_id, "Retry the rollback when it is done."),
+        FileLock(pipeline_dir / LOCK_FILE, timeout=LOCK_TIMEOUT_SECONDS),
+    ):
+        read_run(run_dir)
+        _switch_latest(pipeline_dir, run_id)
     return run_dir
 
 

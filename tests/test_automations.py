@@ -8,22 +8,25 @@ import subprocess
 import time
 
 import pytest
-import yaml
 
-from tests.conftest import ETTH1
-from tests.helpers.prefect_server import CLI, PROJECT, prefect_server, start, stop
+from tests.helpers.prefect_server import (
+    CLI,
+    PROJECT,
+    prefect_server,
+    start,
+    stop,
+    write_deploy_file,
+    write_slice,
+)
 from tests.test_serving import client_for, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def slow_deploy_file(folder):
-    data = folder / "slice.csv"
-    data.write_text("".join(ETTH1.read_text().splitlines(keepends=True)[:1201]))
     config = {
-        "name": "slow",
         "output_dir": str(folder / "out"),
-        "data": {"path": str(data)},
+        "data": {"path": str(write_slice(folder))},
         "as_of": "2016-08-19T23:00:00",
         # trains for hours unless something stops it
         "model": {
@@ -35,19 +38,7 @@ def slow_deploy_file(folder):
             "patience": 1000,
         },
     }
-    spec = {
-        "deployments": [
-            {
-                "name": "slow",
-                "entrypoint": "flows/pipeline.py:forecast_pipeline",
-                "parameters": {"config": config},
-                "concurrency_limit": {"limit": 1, "collision_strategy": "CANCEL_NEW"},
-            }
-        ]
-    }
-    path = folder / "prefect.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return write_deploy_file(folder, {"slow": config})
 
 
 def test_a_killed_run_is_marked_crashed_by_the_heartbeat_automation(tmp_path) -> None:

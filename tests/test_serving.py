@@ -14,10 +14,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import ETTH1
-from tests.helpers.prefect_server import prefect_server, start, stop
+from tests.helpers.prefect_server import (
+    prefect_server,
+    start,
+    stop,
+    write_deploy_file,
+    write_slice,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +30,9 @@ FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
 def deploy_file(folder: Path, anchor: datetime) -> Path:
-    data = folder / "slice.csv"
-    data.write_text("".join(ETTH1.read_text().splitlines(keepends=True)[:1201]))
     config = {
-        "name": "slice",
         "output_dir": str(folder / "out"),
-        "data": {"path": str(data)},
+        "data": {"path": str(write_slice(folder))},
         "model": {
             "horizon": 6,
             "input_size": 24,
@@ -40,22 +41,7 @@ def deploy_file(folder: Path, anchor: datetime) -> Path:
         # the slice ends 2016-08-19 23:00; now is 2016-08-15 00:00 on the replay clock
         "replay": {"anchor": anchor.isoformat(), "start": "2016-08-15T00:00:00"},
     }
-    spec = {
-        "deployments": [
-            {
-                "name": name,
-                "entrypoint": "flows/pipeline.py:forecast_pipeline",
-                "description": "ETTh1 slice for the serving tests",
-                "tags": ["test"],
-                "parameters": {"config": {**config, "name": name}},
-                "concurrency_limit": {"limit": 1, "collision_strategy": "CANCEL_NEW"},
-            }
-            for name in ("slice", "backlog")
-        ]
-    }
-    path = folder / "prefect.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return write_deploy_file(folder, {"slice": config, "backlog": config})
 
 
 @pytest.fixture(scope="module")

@@ -94,3 +94,34 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def write_slice(folder: Path) -> Path:
+    """The first 1,200 hours of the bundled ETTh1, unchanged."""
+    source = PROJECT / "data" / "ETTh1.csv"
+    path = folder / "slice.csv"
+    path.write_text("".join(source.read_text().splitlines(keepends=True)[:1201]))
+    return path
+
+
+def write_deploy_file(folder: Path, configs: dict[str, dict]) -> Path:
+    """A prefect.yaml with one deployment of the flow per name, each limited to one run at a
+    time with CANCEL_NEW, as deploy/prefect.yaml does."""
+    import yaml
+
+    spec = {
+        "deployments": [
+            {
+                "name": name,
+                "entrypoint": "flows/pipeline.py:forecast_pipeline",
+                "description": f"{name}: a test deployment",
+                "tags": ["test"],
+                "parameters": {"config": {**config, "name": name}},
+                "concurrency_limit": {"limit": 1, "collision_strategy": "CANCEL_NEW"},
+            }
+            for name, config in configs.items()
+        ]
+    }
+    path = folder / "prefect.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
