@@ -50,7 +50,7 @@ def scheduled_as_of(
         ConfigError: The replay start lies outside the data, or is naive against offsets.
     """
     aware = first.tzinfo is not None
-    moment = pd.Timestamp(scheduled)
+    moment = pd.Timestamp(scheduled).floor("s")  # an ad-hoc run is due at "now", to the µs
     if replay is None:
         return ScheduledAsOf(moment if aware else moment.tz_convert(UTC).tz_localize(None))
     start = pd.Timestamp(replay.start)

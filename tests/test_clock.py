@@ -25,6 +25,11 @@ def test_without_replay_the_as_of_is_the_scheduled_time() -> None:
     assert aware.as_of == pd.Timestamp("2026-11-27 06:00", tz="UTC")
 
 
+def test_an_ad_hoc_runs_as_of_is_whole_seconds() -> None:
+    due = ANCHOR + timedelta(hours=2, seconds=5, microseconds=379071)
+    assert scheduled_as_of(due, FIRST, LAST, REPLAY).as_of == pd.Timestamp("2017-06-01 02:00:05")
+
+
 def test_each_hour_of_schedule_reveals_one_hour_of_data() -> None:
     first = scheduled_as_of(ANCHOR, FIRST, LAST, REPLAY)
     later = scheduled_as_of(ANCHOR + timedelta(hours=5), FIRST, LAST, REPLAY)
