@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from uuid import UUID
 
 import pandas as pd
 
-from forecasting.publishing import MANIFEST
+from forecasting.publishing import latest_as_of
 
 SCHEDULER_TAG = "auto-scheduled"  # the tag Prefect's scheduler puts on the runs it creates
 
@@ -81,12 +82,10 @@ def newer_due_run(run: DeploymentRun) -> str | None:
     return f"flow run {newer[0].name!r}, due at {newer[0].expected_start_time.isoformat()}"
 
 
-def published_as_of(output_dir, name: str) -> pd.Timestamp | None:
-    """The as-of of the run `latest` points to; None when nothing is published."""
-    import json
-
+def published_as_of(output_dir: Path, name: str) -> pd.Timestamp | None:
+    """The as-of of the run `latest` points to; None when nothing (readable) is published."""
+    as_of = latest_as_of(output_dir / name)
     try:
-        manifest = json.loads((output_dir / name / "latest" / MANIFEST).read_bytes())
-        return pd.Timestamp(manifest["as_of"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return pd.Timestamp(as_of) if as_of else None
+    except ValueError:
         return None

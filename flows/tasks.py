@@ -89,12 +89,12 @@ def track(
         config.evaluation.accuracy_drop_percent,
     )
     logger = get_run_logger()
-    if len(tracking.new_rows):
-        for row in tracking.summary.tail(len(tracking.new_rows["run_id"].unique())).itertuples():
-            logger.info(
-                f"Published run {row.run_id} ({row.model}) scored against actuals: "
-                f"MAE {row.mae:.4g}, MASE {row.mase:.4g}, 80% coverage {row.coverage_80:.0f}%"
-            )
+    newly_scored = tracking.summary["run_id"].isin(tracking.new_rows["run_id"])
+    for row in tracking.summary[newly_scored].itertuples():
+        logger.info(
+            f"Published run {row.run_id} ({row.model}) scored against actuals: "
+            f"MAE {row.mae:.4g}, MASE {row.mase:.4g}, 80% coverage {row.coverage_80:.0f}%"
+        )
     if tracking.warning:
         logger.warning(tracking.warning)
     return tracking

@@ -181,9 +181,7 @@ def track(
 
     try:
         existing = pd.read_parquet(pipeline_dir / ACCURACY_FILE)
-    except (OSError, ValueError):
-        existing = None  # no history yet, or a damaged one (publishing warns about that)
-    except Exception:  # noqa: BLE001 - pyarrow's own errors for a damaged file
+    except Exception:  # noqa: BLE001 - no history yet, or a damaged one (publishing warns)
         existing = None
     scored = set() if existing is None else set(existing["run_id"])
     rows = []

@@ -40,11 +40,11 @@ class Backtest:
         """|y - y_hat| / scale for `kind`, (n_windows, horizon)."""
         return np.abs(self.y - self.predictions[kind]) / self.scale[:, None]
 
-    def origin_losses(self, kind: str, dates: list[np.ndarray]) -> np.ndarray:
-        """Per forecast origin (cutoff time), in time order, the mean scaled absolute error of
-        `kind` over horizon steps and series: the loss series the Diebold-Mariano test reads."""
+    def origin_losses(self, kind: str, cutoffs: np.ndarray) -> np.ndarray:
+        """Per forecast origin (cutoff time, from `cutoffs`), in time order, the mean scaled
+        absolute error of `kind` over horizon steps and series: the loss series the
+        Diebold-Mariano test reads."""
         window_loss = self.abs_scaled_errors(kind).mean(axis=1)
-        cutoffs = self.cutoffs(dates)
         return pd.Series(window_loss).groupby(cutoffs).mean().sort_index().to_numpy()
 
     def cutoffs(self, dates: list[np.ndarray]) -> np.ndarray:

@@ -139,8 +139,8 @@ class ModelConfig(_Frozen):
     time_budget_seconds: float = Field(
         900.0,
         gt=0,
-        description="Wall-clock budget for training one RNN; when it runs out, training stops "
-        "and keeps the best weights so far (recorded in the leaderboard).",
+        description="Wall-clock budget for training one RNN on one backtest fold; when it runs "
+        "out, training stops and keeps the best weights so far (recorded in the leaderboard).",
     )
     batch_size: int = Field(256, ge=1, le=65_536, description="Windows per training batch.")
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate.")

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from forecasting.config import RNN_KINDS, ModelConfig
-from forecasting.linear import last_value_shift
+from forecasting.linear import LinearForecaster, last_value_shift
 from forecasting.windowing import WindowSet
 
 _PREDICT_BATCH = 512
@@ -302,7 +302,5 @@ def make_forecaster(
     if kind == "seasonal_naive":
         return SeasonalNaiveForecaster(config.horizon, season_length)
     if kind == "linear":
-        from forecasting.linear import LinearForecaster
-
         return LinearForecaster(config, seed)
     return RNNForecaster(kind, config, n_features, seed)

@@ -172,7 +172,7 @@ def publish_run(
             _remove_leftovers(pipeline_dir)
             if not (run_dir / MANIFEST).is_file():
                 _write_run(run_dir, files, manifest)
-            if _is_at_or_after(manifest.get("as_of"), _latest_as_of(pipeline_dir)):
+            if _is_at_or_after(manifest.get("as_of"), latest_as_of(pipeline_dir)):
                 _switch_latest(pipeline_dir, run_id)
             if accuracy is not None and len(accuracy):
                 _append_accuracy(pipeline_dir, accuracy)
@@ -316,7 +316,7 @@ def _switch_latest(pipeline_dir: Path, run_id: str) -> None:
         )
 
 
-def _latest_as_of(pipeline_dir: Path) -> str | None:
+def latest_as_of(pipeline_dir: Path) -> str | None:
     """The `as_of` of the run `latest` points to; None when there is none or it is unreadable."""
     try:
         manifest = json.loads((pipeline_dir / "latest" / MANIFEST).read_bytes())

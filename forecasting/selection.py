@@ -5,6 +5,7 @@ significantly. Every decision is spelled out for the report and the manifest."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -12,12 +13,12 @@ import pandas as pd
 from forecasting.backtest import Backtest
 from forecasting.config import MODEL_ORDER, RNN_KINDS, EvaluationConfig
 from forecasting.errors import TrainingError
+from forecasting.evaluation import METRICS
 from forecasting.intervals import out_of_fold_coverage
 from forecasting.significance import DMResult, diebold_mariano
 from forecasting.training import CandidateResult
 
 REFERENCES = ("simple_rnn", "seasonal_naive")
-METRIC_COLUMNS = ["mae", "rmse", "mase", "smape"]
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,16 @@ class Evidence:
     dates: list[np.ndarray]
     horizon: int
 
+    @cached_property
+    def cutoffs(self) -> np.ndarray:
+        """Each backtest window's cutoff, looked up once for every test that reads them."""
+        return self.backtest.cutoffs(self.dates)
+
     def dm(self, kind: str, other: str) -> DMResult:
         """Diebold-Mariano test of `kind` against `other` on their per-origin losses."""
         return diebold_mariano(
-            self.backtest.origin_losses(kind, self.dates),
-            self.backtest.origin_losses(other, self.dates),
+            self.backtest.origin_losses(kind, self.cutoffs),
+            self.backtest.origin_losses(other, self.cutoffs),
             self.horizon,
         )
 
@@ -101,7 +107,7 @@ def leaderboard(results: list[CandidateResult], evidence: Evidence, metric: str)
         }
         rows.append(row)
     board = pd.DataFrame(rows)
-    fixed = ["model", "status", *METRIC_COLUMNS]
+    fixed = ["model", "status", *METRICS]
     tail = ["seconds", "epochs", "best_epoch", "reason"]
     middle = [c for c in board.columns if c not in fixed + tail]
     return board.reindex(columns=fixed + middle + tail)

@@ -61,6 +61,6 @@ def test_oracle_backtest_has_exact_cutoffs_windows_and_truth() -> None:
     # the scaled errors and per-origin losses agree with the table
     errors = backtest.abs_scaled_errors("oracle")
     np.testing.assert_allclose(errors, np.broadcast_to(0.5 / backtest.scale[:, None], errors.shape))
-    assert len(backtest.origin_losses("oracle", series_dates(frame))) == len(
+    assert len(backtest.origin_losses("oracle", backtest.cutoffs(series_dates(frame)))) == len(
         table["cutoff"].unique()
     )
