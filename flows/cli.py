@@ -325,7 +325,7 @@ def serve(
         entries = read_deployments(file)
     except ForecastingError as error:
         _fail(error)
-    _quiet_environment()
+    _quiet_environment(lean_server=False)  # serving needs a full server
     from flows.serving import serve as serve_deployments
 
     try:
@@ -433,7 +433,21 @@ def _print_run(run: PublishedRun) -> None:
     typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
 
 
-def _quiet_environment() -> None:
+# For the temporary server only: it records flow runs, task runs (through the task run
+# recorder, which stays on), logs and artifacts, but not the event feed. Reactive triggers,
+# event persistence and event streaming cost it about 1 s of CPU per run and nothing reads them
+# (the shipped automations watch served runs, which use a real server). A first start on a new
+# Prefect home also migrates the database, which can outlast Prefect's default 20 s timeout on
+# a busy 2-core machine.
+_TEMPORARY_SERVER_SETTINGS = {
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
+    "PREFECT_SERVER_EVENTS_STREAM_OUT_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
+
+def _quiet_environment(lean_server: bool = True) -> None:
     """Settings that must be in place before Prefect and TensorFlow are imported.
 
     With no PREFECT_API_URL, Prefect starts a temporary server for this process on the SQLite
@@ -445,6 +459,9 @@ def _quiet_environment() -> None:
     next to it, kept for the next time, so concurrent runs never share one. Nothing changes
     when PREFECT_API_URL or a database URL is set in the environment; with an API URL in a
     Prefect profile no temporary server starts, so the database setting goes unused.
+
+    With `lean_server` (run and backfill; not serve), the temporary server also leaves out the
+    event feed (`_TEMPORARY_SERVER_SETTINGS`); a setting already in the environment wins.
     """
     import atexit
 
@@ -460,6 +477,9 @@ def _quiet_environment() -> None:
     }
     if configured & os.environ.keys():
         return
+    if lean_server:
+        for name, value in _TEMPORARY_SERVER_SETTINGS.items():
+            os.environ.setdefault(name, value)
     home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
     for slot in range(16):  # past 16 runs at once, the rest share the default database
         lock = FileLock(home / f".recurrent-server-{slot}.lock")

@@ -148,7 +148,7 @@ def make_folds(
         scaled = scaling.scale(seen)
         first = np.full(len(seen), model.input_size)
         train, validation, test = (
-            _window_set(scaled, starts, ends, model.input_size, model.horizon)
+            window_set(scaled, starts, ends, model.input_size, model.horizon)
             for starts, ends in [
                 (first, train_end),
                 (train_end, block_start),
@@ -163,7 +163,7 @@ def make_folds(
     return folds
 
 
-def _window_set(
+def window_set(
     scaled: list[np.ndarray], starts: np.ndarray, ends: np.ndarray, input_size: int, horizon: int
 ) -> WindowSet:
     """Stacks, over series, the windows whose targets lie in [start, end) of each series."""
@@ -189,7 +189,7 @@ def full_history_windows(windows: Windows, input_size: int, horizon: int) -> Win
     scaled = windows.scaling.scale(windows.values)
     starts = np.full(len(scaled), input_size)
     ends = np.array([len(v) for v in scaled])
-    return _window_set(scaled, starts, ends, input_size, horizon)
+    return window_set(scaled, starts, ends, input_size, horizon)
 
 
 def last_inputs(windows: Windows, input_size: int) -> np.ndarray:

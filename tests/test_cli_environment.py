@@ -12,10 +12,16 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from flows.cli import _quiet_environment
+from flows.cli import _TEMPORARY_SERVER_SETTINGS, _quiet_environment
 
 DATABASE = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
-SETTINGS = (DATABASE, "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_API_URL", "PREFECT_HOME")
+SETTINGS = (
+    DATABASE,
+    "PREFECT_API_DATABASE_CONNECTION_URL",
+    "PREFECT_API_URL",
+    "PREFECT_HOME",
+    *_TEMPORARY_SERVER_SETTINGS,
+)
 
 
 @pytest.fixture
@@ -37,6 +43,21 @@ def test_a_lone_run_keeps_prefects_default_database(clean_environment: Path) -> 
     assert DATABASE not in os.environ
 
 
+def test_the_temporary_server_skips_the_event_feed_unless_told_otherwise(
+    clean_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED", "true")  # the user's choice
+    _quiet_environment()
+    assert os.environ["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "true"
+    assert os.environ["PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED"] == "false"
+    assert os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "120"
+
+
+def test_serving_keeps_every_server_service(clean_environment: Path) -> None:
+    _quiet_environment(lean_server=False)
+    assert not _TEMPORARY_SERVER_SETTINGS.keys() & os.environ.keys()
+
+
 def test_a_run_started_while_another_runs_gets_its_own_database(clean_environment: Path) -> None:
     clean_environment.mkdir()
     with FileLock(clean_environment / ".recurrent-server-0.lock"):  # another `forecast run`
@@ -56,6 +77,7 @@ def test_a_users_own_server_or_database_is_left_alone(
         _quiet_environment()
     assert os.environ.get(DATABASE) == (os.environ[setting] if setting == DATABASE else None)
     assert not (clean_environment / ".recurrent-server-1.lock").exists()
+    assert not _TEMPORARY_SERVER_SETTINGS.keys() & os.environ.keys()
 
 
 @pytest.mark.slow

@@ -1,0 +1,299 @@
+"""How fast do the RNNs train on this CPU, against its peak, and where does the time go?
+
+Four sections, one table (`section` column):
+- `throughput`: windows per second, seconds per epoch and achieved GFLOP/s per model kind and
+  width (32, 64, 128 units) at input_size 168, batch 256, on every ETTh1 window (segments of 24,
+  the default, and step by step for 64 units).
+- `variants`: GRU(64) trained to early stopping on the ETTh1 protocol (ett.py's splits,
+  horizon 24) as the pipeline trains it, then with one change at a time (batch size, bfloat16
+  mixed precision, one thread), each in a fresh process: seconds, epochs and test MSE, so a
+  speed-up is only taken if the accuracy stays.
+- `scaling`: how windowing, a GRU epoch and the ridge fit grow with series length (ETTh1
+  prefixes) and with the number of series (M4 Hourly's 414, topped up to 1,000 with 960-step
+  pieces of the ETT files' columns).
+- `end_to_end`: `forecast run` per stage and peak RSS, from results/run_time.csv (run
+  `benchmarks/run_time.py` first; this script does not repeat it).
+
+    uv run --group bench python benchmarks/speed.py [--quick]
+
+FLOPs count the matrix multiplies only: per recurrent step 2 * gates * units * (inputs + units)
+(gates: SimpleRNN 1, GRU 3, LSTM 4), plus the Dense head's 2 * units * horizon, times 3 for a
+training step (forward, and a backward pass that costs about twice the forward).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from common import RESULTS, Report, shared_file  # noqa: E402
+from ett import load_ot, split_windows  # noqa: E402
+
+from forecasting.config import EvaluationConfig, ModelConfig  # noqa: E402
+from forecasting.windowing import WindowSet, make_folds  # noqa: E402
+
+SEED = 42
+GATES = {"simple_rnn": 1, "gru": 3, "lstm": 4}
+# name: (ModelConfig changes, environment) for the `variants` section
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "default (batch 256, float32, 2 threads)": ({}, {}),
+    "batch 512": ({"batch_size": 512}, {}),
+    "batch 1024, learning rate 2e-3": ({"batch_size": 1024, "learning_rate": 2e-3}, {}),
+    "mixed_bfloat16": ({}, {"RECURRENT_BENCH_POLICY": "mixed_bfloat16"}),
+    "16 batches per compiled call": ({}, {"RECURRENT_BENCH_STEPS": "16"}),
+    "one thread": ({}, {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}),
+}
+
+
+def peak_gflops() -> tuple[float, str]:
+    """FP32 peak of this CPU as assumed here, and how it was derived."""
+    mhz = max(
+        float(line.split(":")[1])
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("cpu MHz")
+    )
+    cores = os.cpu_count() or 1
+    peak = cores * mhz / 1000 * 2 * 16 * 2
+    return peak, (
+        f"{cores} cores x {mhz / 1000:.2f} GHz (the clock /proc/cpuinfo reports; turbo unknown "
+        f"under KVM) x 2 AVX-512 FMA units x 16 float32 lanes x 2 FLOPs per FMA = {peak:.0f} "
+        "GFLOP/s"
+    )
+
+
+def sgemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Achieved float32 GFLOP/s of NumPy's BLAS on a square matrix multiply (a practical cap)."""
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    a @ a
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def train_flops(kind: str, config: ModelConfig, n_features: int = 1) -> float:
+    """Matrix-multiply FLOPs of one training step on one window (see the module docstring)."""
+    segment = min(config.segment_length, config.input_size)
+    steps, inputs = config.input_size // segment, segment * n_features
+    recurrent = steps * 2 * GATES[kind] * config.units * (inputs + config.units)
+    return 3.0 * (recurrent + 2 * config.units * config.horizon)
+
+
+class _EpochClock:
+    """Keras callback factory: the wall time of each epoch."""
+
+    @staticmethod
+    def make(times: list[float]):
+        import keras
+
+        class Clock(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                times.append(time.perf_counter() - self.started)
+
+        return Clock()
+
+
+def epoch_seconds(kind: str, config: ModelConfig, train: WindowSet, validation: WindowSet) -> float:
+    """Median seconds of epochs 2 and 3 (the first one traces the graph)."""
+    from forecasting.models import RNNForecaster
+
+    times: list[float] = []
+    config = config.model_copy(update={"max_epochs": 3, "patience": 100})
+    RNNForecaster(kind, config, train.inputs.shape[2], SEED).fit(
+        train, validation, callbacks=[_EpochClock.make(times)]
+    )
+    return float(np.median(times[1:]))
+
+
+def throughput(quick: bool, peak: float) -> list[dict]:
+    """Windows/s, s/epoch and GFLOP/s per kind and width on every ETTh1 window."""
+    windows = split_windows(load_ot("ETTh1"), 1, 24, input_size=168)
+    train, validation = windows["train"], windows["validation"]
+    rows = []
+    designs = [(kind, units, 24) for kind in GATES for units in (32, 64, 128)]
+    designs += [(kind, 64, 1) for kind in GATES]
+    for kind, units, segment in designs[:3] if quick else designs:
+        config = ModelConfig(horizon=24, units=units, segment_length=segment)
+        seconds = epoch_seconds(kind, config, train, validation)
+        rate = len(train) / seconds
+        gflops = train_flops(kind, config) * rate / 1e9
+        rows.append(
+            {
+                "section": "throughput",
+                "model": kind,
+                "units": units,
+                "segment_length": segment,
+                "batch_size": config.batch_size,
+                "n_windows": len(train),
+                "seconds_per_epoch": seconds,
+                "windows_per_second": rate,
+                "gflops": gflops,
+                "percent_of_peak": 100 * gflops / peak,
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def run_variant(name: str) -> dict:
+    """Trains GRU(64) to early stopping on ETTh1 h=24 with one variant; in this process."""
+    changes, _ = VARIANTS[name]
+    policy = os.environ.get("RECURRENT_BENCH_POLICY")
+    if policy:
+        import keras
+
+        keras.mixed_precision.set_global_policy(policy)
+    from forecasting import models
+    from forecasting.models import RNNForecaster
+
+    if os.environ.get("RECURRENT_BENCH_STEPS"):
+        models.STEPS_PER_EXECUTION = int(os.environ["RECURRENT_BENCH_STEPS"])
+
+    windows = split_windows(load_ot("ETTh1"), 1, 24, input_size=168)
+    config = ModelConfig(horizon=24, **changes)
+    times: list[float] = []
+    started = time.perf_counter()
+    model = RNNForecaster("gru", config, 1, SEED).fit(
+        windows["train"], windows["validation"], callbacks=[_EpochClock.make(times)]
+    )
+    seconds = time.perf_counter() - started
+    error = model.predict(windows["test"].inputs) - windows["test"].targets
+    return {
+        "section": "variants",
+        "model": "gru",
+        "variant": name,
+        "units": 64,
+        "batch_size": config.batch_size,
+        "n_windows": len(windows["train"]),
+        "seconds_per_epoch": float(np.median(times[1:])),
+        "windows_per_second": len(windows["train"]) / float(np.median(times[1:])),
+        "epochs": model.epochs_trained,
+        "seconds": seconds,
+        "mse": float(np.mean(error**2)),
+    }
+
+
+def variants() -> list[dict]:
+    """Each variant in a fresh process, so thread settings and dtype policies do not leak."""
+    rows = []
+    for name, (_, env) in VARIANTS.items():
+        output = subprocess.run(
+            [sys.executable, __file__, "--variant", name],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rows.append(json.loads(output.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def many_series(count: int) -> pd.DataFrame:
+    """`count` real hourly series as a long frame: M4 Hourly's, then 960-step ETT pieces."""
+    wide = pd.read_csv(shared_file("M4_Hourly-train.csv"), index_col=0)
+    series = [row.dropna().to_numpy() for _, row in wide.iterrows()]
+    for name in ("ETTh1.csv", "ETTh2.csv", "ETTm1.csv", "ETTm2.csv"):
+        values = pd.read_csv(shared_file(name)).drop(columns="date").to_numpy(np.float64)
+        for column in values.T:
+            series.extend(np.array_split(column, len(column) // 960))
+    frames = [
+        pd.DataFrame(
+            {
+                "unique_id": f"s{number}",
+                "ds": pd.date_range("2000-01-01", periods=len(values), freq="h"),
+                "y": values,
+            }
+        )
+        for number, values in enumerate(series[:count])
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def scaling(quick: bool) -> list[dict]:
+    """Windowing, one GRU epoch and the ridge fit against series length and series count."""
+    from forecasting.linear import LinearForecaster
+
+    model = ModelConfig(horizon=24)
+    evaluation = EvaluationConfig(n_folds=1)
+    ett = load_ot("ETTh1")
+    cases = [(f"ETTh1 first {n} steps", _frame(ett[:n])) for n in (2000, 4000, 8000, 14400)]
+    cases += [(f"{n} series", many_series(n)) for n in (10, 100, 414, 1000)]
+    rows = []
+    for label, frame in cases[:2] if quick else cases:
+        started = time.perf_counter()
+        fold = make_folds(frame, ["y"], model, evaluation)[0]
+        windowing = time.perf_counter() - started
+        started = time.perf_counter()
+        LinearForecaster(model, SEED).fit(fold.train, fold.validation)
+        ridge = time.perf_counter() - started
+        rows.append(
+            {
+                "section": "scaling",
+                "variant": label,
+                "model": "gru",
+                "units": 64,
+                "n_series": frame.unique_id.nunique(),
+                "n_windows": len(fold.train),
+                "windowing_seconds": windowing,
+                "seconds_per_epoch": epoch_seconds("gru", model, fold.train, fold.validation),
+                "ridge_seconds": ridge,
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _frame(values: np.ndarray) -> pd.DataFrame:
+    dates = pd.date_range("2016-07-01", periods=len(values), freq="h")
+    return pd.DataFrame({"unique_id": "OT", "ds": dates, "y": values})
+
+
+def end_to_end() -> list[dict]:
+    """`forecast run`'s stages and peak RSS as benchmarks/run_time.py last measured them."""
+    path = RESULTS / "run_time.csv"
+    if not path.is_file():
+        return []
+    stages = pd.read_csv(path)
+    return [
+        {"section": "end_to_end", "variant": row.stage, "seconds": row.seconds}
+        for row in stages.itertuples()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few cases of each section")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a subprocess
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args.variant)))
+        return
+    report = Report("speed", "Training speed against this CPU's peak", SEED)
+    peak, derivation = peak_gflops()
+    rows = throughput(args.quick, peak)
+    rows += [] if args.quick else variants()
+    rows += scaling(args.quick) + end_to_end()
+    table = pd.DataFrame(rows).round(3)
+    notes = (
+        f"Peak assumed: {derivation}. NumPy's float32 matrix multiply (2048 x 2048) reached "
+        f"{sgemm_gflops():.0f} GFLOP/s here, a practical ceiling for dense work.\n\n"
+        "The end_to_end rows are copied from results/run_time.csv (benchmarks/run_time.py)."
+    )
+    print(report.write(table, notes=notes))
+
+
+if __name__ == "__main__":
+    main()
