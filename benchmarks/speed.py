@@ -45,11 +45,14 @@ SEED = 42
 GATES = {"simple_rnn": 1, "gru": 3, "lstm": 4}
 # name: (ModelConfig changes, environment) for the `variants` section
 VARIANTS: dict[str, tuple[dict, dict]] = {
-    "default (batch 256, float32, 2 threads)": ({}, {}),
+    "before: 1 batch per compiled call (batch 256, float32, 2 threads)": (
+        {},
+        {"RECURRENT_BENCH_STEPS": "1"},
+    ),
     "batch 512": ({"batch_size": 512}, {}),
     "batch 1024, learning rate 2e-3": ({"batch_size": 1024, "learning_rate": 2e-3}, {}),
     "mixed_bfloat16": ({}, {"RECURRENT_BENCH_POLICY": "mixed_bfloat16"}),
-    "16 batches per compiled call": ({}, {"RECURRENT_BENCH_STEPS": "16"}),
+    "after, the default now: 16 batches per compiled call": ({}, {"RECURRENT_BENCH_STEPS": "16"}),
     "one thread": ({}, {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}),
 }
 
