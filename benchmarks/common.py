@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,23 @@ def shared_file(name: str) -> Path:
             "from ../shared/data beside the repository; put the file there and rerun."
         )
     return path
+
+
+def long_frame(series: dict[str, np.ndarray], start: str = "2000-01-01") -> pd.DataFrame:
+    """Series as the pipeline's long frame (`unique_id`, `ds`, `y`), hourly steps from `start`."""
+    return pd.concat(
+        (
+            pd.DataFrame(
+                {
+                    "unique_id": series_id,
+                    "ds": pd.date_range(start, periods=len(values), freq="h"),
+                    "y": values,
+                }
+            )
+            for series_id, values in series.items()
+        ),
+        ignore_index=True,
+    )
 
 
 def cpu_model() -> str:

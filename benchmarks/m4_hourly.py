@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from common import Report, shared_file  # noqa: E402
+from common import Report, long_frame, shared_file  # noqa: E402
 
 from forecasting.config import MODEL_ORDER, TRAINED_KINDS, EvaluationConfig, ModelConfig  # noqa: E402
 from forecasting.evaluation import insample_scale, mase, predict_windows, smape  # noqa: E402
@@ -89,15 +89,11 @@ def run_statsforecast(
 
 def m4_fold(ids: list[str], histories: list[np.ndarray], test: np.ndarray) -> Windows:
     """The pipeline's single backtest fold over train + test; its test block is M4's test."""
-    frame = pd.concat(
-        pd.DataFrame(
-            {
-                "unique_id": sid,
-                "ds": pd.date_range("2000-01-01", periods=len(h) + HORIZON, freq="h"),
-                "y": np.concatenate([h, future]),
-            }
-        )
-        for sid, h, future in zip(ids, histories, test, strict=True)
+    frame = long_frame(
+        {
+            sid: np.concatenate([h, future])
+            for sid, h, future in zip(ids, histories, test, strict=True)
+        }
     )
     evaluation = EvaluationConfig(n_folds=1, fold_size=HORIZON)
     fold = make_folds(frame, ["y"], ModelConfig(horizon=HORIZON), evaluation)[0]

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import RESULTS, ROOT, Report
+from common import RESULTS, Report, long_frame
+from ett import load_ot
 from statsforecast import StatsForecast
 from statsforecast.models import AutoARIMA, AutoETS, SeasonalNaive
 
-TRAIN_END, TEST_START, TEST_END = 8640, 11520, 14400
+TEST_START, TEST_END = 11520, 14400
 HORIZON, SEASON = 24, 24
 N_WINDOWS = TEST_END - TEST_START - HORIZON + 1  # 2857
 # AutoARIMA(24)'s fit on all 11,520 rows took 1,167 s (fit alone; 2 shared cores, load ~7) and
@@ -43,12 +44,8 @@ OURS = (("ett.csv", "ETTh1", HORIZON, "mse"), ("m4_hourly.csv", "M4 Hourly", Non
 
 
 def load_frame() -> pd.DataFrame:
-    """ETTh1 OT rows [0, 14400) as statsforecast's long frame, z-scored with the train rows."""
-    raw = pd.read_csv(ROOT / "data" / "ETTh1.csv", parse_dates=["date"]).iloc[:TEST_END]
-    values = raw["OT"].to_numpy(np.float64)
-    train = values[:TRAIN_END]
-    scaled = (values - train.mean()) / train.std()
-    return pd.DataFrame({"unique_id": "OT", "ds": raw["date"], "y": scaled})
+    """ETTh1 OT rows [0, 14400) as statsforecast's long frame, z-scored as in ett.py."""
+    return long_frame({"OT": load_ot("ETTh1")}, start="2016-07-01")  # hourly, no gaps
 
 
 def check_windows(cv: pd.DataFrame, frame: pd.DataFrame) -> None:

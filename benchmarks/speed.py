@@ -35,8 +35,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from common import RESULTS, Report, shared_file  # noqa: E402
+from common import RESULTS, Report, long_frame, shared_file  # noqa: E402
 from ett import load_ot, split_windows  # noqa: E402
+from m4_hourly import load_m4  # noqa: E402
 
 from forecasting.config import EvaluationConfig, ModelConfig  # noqa: E402
 from forecasting.windowing import WindowSet, make_folds  # noqa: E402
@@ -91,21 +92,18 @@ def train_flops(kind: str, config: ModelConfig, n_features: int = 1) -> float:
     return 3.0 * (recurrent + 2 * config.units * config.horizon)
 
 
-class _EpochClock:
-    """Keras callback factory: the wall time of each epoch."""
+def epoch_clock(times: list[float]):
+    """A Keras callback that appends each epoch's wall time to `times`."""
+    import keras
 
-    @staticmethod
-    def make(times: list[float]):
-        import keras
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
 
-        class Clock(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.started = time.perf_counter()
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.started)
 
-            def on_epoch_end(self, epoch, logs=None):
-                times.append(time.perf_counter() - self.started)
-
-        return Clock()
+    return Clock()
 
 
 def epoch_seconds(kind: str, config: ModelConfig, train: WindowSet, validation: WindowSet) -> float:
@@ -115,7 +113,7 @@ def epoch_seconds(kind: str, config: ModelConfig, train: WindowSet, validation: 
     times: list[float] = []
     config = config.model_copy(update={"max_epochs": 3, "patience": 100})
     RNNForecaster(kind, config, train.inputs.shape[2], SEED).fit(
-        train, validation, callbacks=[_EpochClock.make(times)]
+        train, validation, callbacks=[epoch_clock(times)]
     )
     return float(np.median(times[1:]))
 
@@ -169,7 +167,7 @@ def run_variant(name: str) -> dict:
     times: list[float] = []
     started = time.perf_counter()
     model = RNNForecaster("gru", config, 1, SEED).fit(
-        windows["train"], windows["validation"], callbacks=[_EpochClock.make(times)]
+        windows["train"], windows["validation"], callbacks=[epoch_clock(times)]
     )
     seconds = time.perf_counter() - started
     error = model.predict(windows["test"].inputs) - windows["test"].targets
@@ -206,23 +204,12 @@ def variants() -> list[dict]:
 
 def many_series(count: int) -> pd.DataFrame:
     """`count` real hourly series as a long frame: M4 Hourly's, then 960-step ETT pieces."""
-    wide = pd.read_csv(shared_file("M4_Hourly-train.csv"), index_col=0)
-    series = [row.dropna().to_numpy() for _, row in wide.iterrows()]
+    _, series, _ = load_m4()
     for name in ("ETTh1.csv", "ETTh2.csv", "ETTm1.csv", "ETTm2.csv"):
         values = pd.read_csv(shared_file(name)).drop(columns="date").to_numpy(np.float64)
         for column in values.T:
             series.extend(np.array_split(column, len(column) // 960))
-    frames = [
-        pd.DataFrame(
-            {
-                "unique_id": f"s{number}",
-                "ds": pd.date_range("2000-01-01", periods=len(values), freq="h"),
-                "y": values,
-            }
-        )
-        for number, values in enumerate(series[:count])
-    ]
-    return pd.concat(frames, ignore_index=True)
+    return long_frame({f"s{number}": values for number, values in enumerate(series[:count])})
 
 
 def scaling(quick: bool) -> list[dict]:
@@ -232,7 +219,10 @@ def scaling(quick: bool) -> list[dict]:
     model = ModelConfig(horizon=24)
     evaluation = EvaluationConfig(n_folds=1)
     ett = load_ot("ETTh1")
-    cases = [(f"ETTh1 first {n} steps", _frame(ett[:n])) for n in (2000, 4000, 8000, 14400)]
+    cases = [
+        (f"ETTh1 first {n} steps", long_frame({"OT": ett[:n]}, "2016-07-01"))
+        for n in (2000, 4000, 8000, 14400)
+    ]
     cases += [(f"{n} series", many_series(n)) for n in (10, 100, 414, 1000)]
     rows = []
     for label, frame in cases[:2] if quick else cases:
@@ -257,11 +247,6 @@ def scaling(quick: bool) -> list[dict]:
         )
         print(rows[-1], flush=True)
     return rows
-
-
-def _frame(values: np.ndarray) -> pd.DataFrame:
-    dates = pd.date_range("2016-07-01", periods=len(values), freq="h")
-    return pd.DataFrame({"unique_id": "OT", "ds": dates, "y": values})
 
 
 def end_to_end() -> list[dict]:
