@@ -3,7 +3,8 @@ fresh process from its first import to its exit:
 
 - `plain`: the same library calls as the flow, from a plain script (no Prefect import);
 - `flow`: the `forecast-pipeline` flow with no server configured, set up as `forecast run` sets
-  it up (Prefect starts a temporary server on $PREFECT_HOME's database). Every repeat reuses one
+  it up (a temporary server on $PREFECT_HOME's database, started before TensorFlow loads, see
+  flows/temporary_server.py). Every repeat reuses one
   Prefect home, migrated once beforehand as a user's earlier runs would have: the migration is
   a one-time cost, timed and reported on its own;
 - `server`: the flow against an already-running `prefect server start`.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -91,23 +93,28 @@ def plain(output_dir: Path) -> None:
 
 
 def flow(output_dir: Path) -> None:
-    from flows.cli import _quiet_environment
-
-    _quiet_environment()  # what `forecast run` sets before importing Prefect
-    from flows.pipeline import forecast_pipeline
+    """What `forecast run` does after its data check: the same settings, the temporary server
+    started early (none when PREFECT_API_URL is set), then the flow."""
+    from flows.cli import _quiet_environment, _run_flow, _start_server
     from forecasting.config import PipelineConfig
 
-    state = forecast_pipeline(PipelineConfig(output_dir=output_dir), return_state=True)
-    assert state.is_completed(), state.message
+    config = PipelineConfig(output_dir=output_dir)
+    _quiet_environment()
+    _run_flow(config, _start_server(config))
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds (user + system) of the process and the children it
+    waited for (the flow's temporary server included; a running server is not)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, env=env, check=True, cwd=PROJECT, capture_output=True)
-    return time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return time.perf_counter() - started, cpu
 
 
-def run_mode(mode: str, env: dict[str, str]) -> float:
+def run_mode(mode: str, env: dict[str, str]) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as folder:
         return timed([sys.executable, __file__, "--child", mode, folder], env)
 
@@ -138,23 +145,37 @@ def main() -> None:
         home.mkdir()
         flow_env = {**base, "PREFECT_HOME": str(Path(folder) / "flow-home")}
         prefect = [str(Path(sys.executable).with_name("prefect"))]
-        migration = timed([*prefect, "server", "database", "upgrade", "-y"], flow_env)
+        migration, _ = timed([*prefect, "server", "database", "upgrade", "-y"], flow_env)
         with prefect_server(home) as (api_url, _):
-            server_env = {**base, **environment(home, api_url)}
+            modes = [
+                ("plain", base),
+                ("flow", flow_env),
+                ("server", {**base, **environment(home, api_url)}),
+            ]
             for repeat in range(args.repeat):
-                for mode, env in [("plain", base), ("flow", flow_env), ("server", server_env)]:
-                    seconds = run_mode(mode, env)
-                    rows.append({"repeat": repeat + 1, "mode": mode, "seconds": round(seconds, 1)})
+                # Every other repeat runs the modes in reverse: a machine that speeds up or
+                # slows down during the benchmark then favours no mode.
+                for mode, env in modes if repeat % 2 == 0 else modes[::-1]:
+                    seconds, cpu = run_mode(mode, env)
+                    rows.append({"repeat": repeat + 1, "mode": mode, "seconds": round(seconds, 1),
+                                 "cpu_seconds": round(cpu, 1)})  # fmt: skip
                     print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     # This machine's wall times vary by 10-25% between identical runs (a shared VM), so the
     # fastest of the repeats is the estimate least disturbed by neighbours; the median is shown.
-    summary = table.groupby("mode", sort=False, as_index=False)["seconds"].agg(
-        fastest="min", median="median", runs="size"
+    summary = table.groupby("mode", sort=False, as_index=False).agg(
+        fastest=("seconds", "min"),
+        median=("seconds", "median"),
+        median_cpu=("cpu_seconds", "median"),
+        runs=("seconds", "size"),
     )
     plain_seconds = float(summary.loc[summary["mode"] == "plain", "fastest"].iloc[0])
     summary["overhead_seconds"] = (summary["fastest"] - plain_seconds).round(1)
     summary["overhead_percent"] = (100 * summary["overhead_seconds"] / summary["fastest"]).round(1)
+    # Each mode also against the plain run of its own repeat (run next to it): the median gap.
+    wide = table.pivot(index="repeat", columns="mode", values="seconds")
+    gaps = [(wide[m] - wide["plain"]).median() for m in summary["mode"]]
+    summary["paired_gap_median"] = pd.Series(gaps).round(1)
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / "overhead_runs.csv", index=False)
     summary.to_csv(RESULTS / "overhead.csv", index=False)
@@ -162,7 +183,11 @@ def main() -> None:
         f"Default pipeline on ETTh1, each mode a fresh process (imports included), "
         f"{args.repeat} repeat(s); {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; wall {time.perf_counter() - started:.0f} s. Migrating "
-        f"the new Prefect home the flow runs reuse took {migration:.1f} s (once per home).\n\n"
+        f"the new Prefect home the flow runs reuse took {migration:.1f} s (once per home). "
+        "overhead = fastest - plain's fastest; overhead_percent = overhead / the mode's fastest "
+        "(its share of that run's wall time); paired_gap_median = median over repeats of the "
+        "mode's time minus the plain run of the same repeat; median_cpu = user + system seconds "
+        "of the run's process tree (a running server's own CPU not included).\n\n"
     )
     (RESULTS / "overhead.md").write_text(header + summary.to_markdown(index=False) + "\n")
     print(header + summary.to_markdown(index=False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import typer
 
 from forecasting.config import (
     DEFAULT_OUTPUT_DIR,
+    RNN_KINDS,
     DataConfig,
     EvaluationConfig,
     ModelConfig,
@@ -25,6 +27,7 @@ from forecasting.config import (
 from forecasting.errors import ForecastingError
 
 if TYPE_CHECKING:
+    from flows.temporary_server import TemporaryServer
     from forecasting.reading import PublishedRun
 
 app = typer.Typer(
@@ -159,7 +162,7 @@ def run(
     config = _checked(_build(config_file, locals()))
     _quiet_environment()
     started = time.perf_counter()
-    summary = _run_flow(config)
+    summary = _run_flow(config, _start_server(config))
     from forecasting.reading import read_run
 
     _print_run(read_run(Path(summary["path"])))
@@ -206,9 +209,10 @@ def backfill(
     config = _build(options.get("config_file"), {**options, "as_of": times[0].isoformat()})
     _checked(config)  # the oldest point needs the most history: a user mistake shows here
     _quiet_environment()
+    server = _start_server(config)
     typer.echo(f"Backfilling {len(times)} runs from {times[0]} to {times[-1]} every {every}")
     for moment in times:
-        summary = _run_flow(config.model_copy(update={"as_of": moment.to_pydatetime()}))
+        summary = _run_flow(config.model_copy(update={"as_of": moment.to_pydatetime()}), server)
         action = summary.get("action", "")
         typer.echo(
             f"{moment}  {summary['run_id']}  {summary['champion']:<14} "
@@ -251,10 +255,33 @@ def _checked(config: PipelineConfig) -> PipelineConfig:
     return config
 
 
-def _run_flow(config: PipelineConfig) -> dict:
-    """Runs the flow with no server; exits 1 with its message when it does not complete."""
+def _start_server(config: PipelineConfig) -> TemporaryServer | None:
+    """Starts Prefect's temporary server now, unless one is configured, and loads TensorFlow
+    while it boots (flows/temporary_server.py). Not when Prefect is already imported (a program
+    that calls the CLI in-process): its settings are fixed by then, so Prefect decides."""
+    if "PREFECT_API_URL" in os.environ or "prefect" in sys.modules:
+        return None
+    from flows.temporary_server import TemporaryServer
+
+    server = TemporaryServer()
+    if set(config.model.candidates) & set(RNN_KINDS):
+        import keras  # noqa: F401 - the run needs it anyway
+
+    if not server.adopt():
+        return None  # Prefect's settings name a server, or forbid a temporary one
+    typer.echo(
+        f"Started Prefect's temporary server on {server.url} for this run; set "
+        "PREFECT_API_URL to record runs on a running server instead (deploy/README.md)."
+    )
+    return server
+
+
+def _run_flow(config: PipelineConfig, server: TemporaryServer | None) -> dict:
+    """Runs the flow; exits 1 with its message when it does not complete."""
     from flows.pipeline import forecast_pipeline
 
+    if server is not None:
+        server.wait()
     state = forecast_pipeline(config, return_state=True)
     if not state.is_completed():
         typer.echo(f"Error: {state.message}", err=True)

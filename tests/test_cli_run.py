@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,8 @@ CLI = [sys.executable, "-c", "from flows.cli import app; app()"]
 
 
 def forecast(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }
-    env.pop("PREFECT_API_URL", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # hermetic
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -39,7 +35,13 @@ def test_run_publishes_and_show_reads_it_back(etth1_slice: Path, tmp_path: Path)
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Traceback" not in run.stdout + run.stderr
-    assert "temporary server on http://127.0.0.1:" in run.stdout + run.stderr  # loopback only
+    # the server `forecast run` starts early (flows/temporary_server.py), on loopback only
+    assert "Started Prefect's temporary server on http://127.0.0.1:" in run.stdout
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as database:
+        logs, artifacts = database.execute(
+            "SELECT (SELECT COUNT(*) FROM log), (SELECT COUNT(*) FROM artifact)"
+        ).fetchone()
+    assert logs > 10 and artifacts >= 4  # sent before the server stopped at exit
     for kind in ("naive", "seasonal_naive", "simple_rnn", "gru", "lstm"):
         assert kind in run.stdout
     latest = output_dir / "demo" / "latest"
