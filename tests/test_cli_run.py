@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -11,14 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers.prefect_server import own_prefect_environment
+
 pytestmark = pytest.mark.slow
 
 CLI = [sys.executable, "-c", "from flows.cli import app; app()"]
 
 
 def forecast(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # hermetic
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    env = own_prefect_environment(home)
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300)
 
 

@@ -13,11 +13,7 @@ from pathlib import Path
 import pytest
 
 from flows.temporary_server import TemporaryServer
-
-
-def environment(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    return {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+from tests.helpers.prefect_server import own_prefect_environment
 
 
 def test_it_declines_when_a_prefect_profile_names_a_server(
@@ -30,7 +26,7 @@ def test_it_declines_when_a_prefect_profile_names_a_server(
     )
     for name in [n for n in os.environ if n.startswith("PREFECT_")]:
         monkeypatch.delenv(name)  # no profile choice or server from the test's environment
-    for name, value in environment(home).items():
+    for name, value in own_prefect_environment(home).items():
         monkeypatch.setenv(name, value)
     server = TemporaryServer()
     assert server.adopt() is False
@@ -58,7 +54,7 @@ def test_it_serves_the_api_and_stops_when_its_process_is_killed(tmp_path: Path) 
     )
     parent = subprocess.Popen(
         [sys.executable, "-c", serving],
-        env=environment(tmp_path / "prefect"),
+        env=own_prefect_environment(tmp_path / "prefect"),
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -27,6 +27,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def own_prefect_environment(home: Path) -> dict[str, str]:
+    """This environment without any PREFECT_* setting it holds, and a Prefect home of its own:
+    a child process sees no server, profile or database from the test's process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    return env
+
+
 def environment(home: Path, api_url: str) -> dict[str, str]:
     env = {
         **os.environ,
