@@ -28,7 +28,7 @@ import urllib.request
 
 SERVING = "serving"
 DECLINED = "declined"
-DEFAULT_STARTUP_TIMEOUT = 120.0  # a first start migrates a new database: ~10 s, more under load
+STARTUP_TIMEOUT_SECONDS = 120  # a first start migrates a new database: ~10 s, more under load
 
 
 class TemporaryServer:
@@ -69,7 +69,7 @@ class TemporaryServer:
         """Returns once the API answers; raises if the child exits or the startup times out."""
         timeout = float(
             os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
-            or DEFAULT_STARTUP_TIMEOUT
+            or STARTUP_TIMEOUT_SECONDS
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
