@@ -257,19 +257,20 @@ def _checked(config: PipelineConfig) -> PipelineConfig:
 
 
 def _start_server(config: PipelineConfig) -> TemporaryServer | None:
-    """Starts Prefect's temporary server now, unless one is configured, and loads TensorFlow
-    while it boots (flows/temporary_server.py). Not when Prefect is already imported (a program
+    """Starts Prefect's temporary server now, unless one is configured, and loads Keras while it
+    boots (flows/temporary_server.py); Keras loads here in every case, so a run's training
+    seconds never include that import. No server when Prefect is already imported (a program
     that calls the CLI in-process): its settings are fixed by then, so Prefect decides."""
-    if "PREFECT_API_URL" in os.environ or "prefect" in sys.modules:
-        return None
-    from flows.temporary_server import TemporaryServer
+    server = None
+    if "PREFECT_API_URL" not in os.environ and "prefect" not in sys.modules:
+        from flows.temporary_server import TemporaryServer
 
-    server = TemporaryServer()
+        server = TemporaryServer()
     if set(config.model.candidates) & set(RNN_KINDS):
         import keras  # noqa: F401 - the run needs it anyway
 
-    if not server.adopt():
-        return None  # Prefect's settings name a server, or forbid a temporary one
+    if server is None or not server.adopt():
+        return None  # configured, or Prefect's settings name a server or forbid a temporary one
     typer.echo(
         f"Started Prefect's temporary server on {server.url} for this run; set "
         "PREFECT_API_URL to record runs on a running server instead (deploy/README.md)."

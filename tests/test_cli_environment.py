@@ -100,3 +100,28 @@ def test_two_runs_at_once_use_separate_temporary_server_databases(tmp_path: Path
         ["COMPLETED", f"sqlite+aiosqlite:///{home / 'prefect.db'}"],
         ["COMPLETED", f"sqlite+aiosqlite:///{home / 'recurrent-1.db'}"],
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("candidates", "loads_keras"), [(None, True), (["naive", "linear"], False)]
+)
+def test_keras_loads_before_the_flow_even_with_a_users_own_server(
+    tmp_path: Path, candidates: list[str] | None, loads_keras: bool
+) -> None:
+    """So a run's training seconds never include TensorFlow's import, whichever server it uses."""
+    model = "" if candidates is None else f"model={{'candidates': {candidates!r}}}"
+    check = (
+        "import sys\n"
+        "from flows.cli import _start_server\n"
+        "from forecasting.config import PipelineConfig\n"
+        "assert 'keras' not in sys.modules\n"
+        f"assert _start_server(PipelineConfig({model})) is None\n"
+        "print('keras' in sys.modules)\n"
+    )
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    done = subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == str(loads_keras)

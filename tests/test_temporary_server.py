@@ -3,6 +3,7 @@ server, and it never outlives the process it serves."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,13 @@ def test_it_serves_the_api_and_stops_when_its_process_is_killed(tmp_path: Path) 
         with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
             assert response.status == 200
         assert url.startswith("http://127.0.0.1:")
+        # its warm-up calls the routes a run uses, and must leave the new database as it was
+        for route in ("flows", "flow_runs", "task_runs", "artifacts"):
+            request = urllib.request.Request(
+                f"{url}/{route}/filter", data=b"{}", headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert json.load(response) == [], route
     finally:
         parent.kill()  # no exit handlers run: only the server's own watch can stop it
         parent.wait()
