@@ -11,8 +11,11 @@ fresh process from its first import to its exit:
 
     uv run --group bench python benchmarks/overhead.py [--repeat 3]
 
-Writes benchmarks/results/overhead.csv (fastest and median per mode), overhead_runs.csv (every
-run) and overhead.md.
+Every run also reports its candidates' training seconds (from the manifest it publishes), and
+each mode is compared with the plain run of the same repeat, both in wall time and outside
+training: Prefect's fixed costs sit outside training, while nearly all of this machine's
+run-to-run variation sits inside it. Writes benchmarks/results/overhead.csv (per mode),
+overhead_runs.csv (every run) and overhead.md.
 """
 
 from __future__ import annotations
