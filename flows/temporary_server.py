@@ -9,6 +9,8 @@ TensorFlow. The child reads Prefect's settings itself and declines when they nam
 API URL in a profile, for example) or forbid a temporary one; this process hears its answer
 before it imports Prefect, and then points PREFECT_API_URL at it. The server stops when this
 process exits, after Prefect has sent its last logs, and also when this process is killed.
+It boots with garbage collection paused, and once up calls the routes a run uses, read-only, so
+that the run's first calls do not wait for FastAPI to prepare them (benchmarks/README.md).
 
     python -P -m flows.temporary_server   # the child: prints "serving PORT" or "declined"
 """
@@ -135,7 +137,8 @@ def _serve() -> None:
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
-            await _warm_up(self.config.loaded_app)
+            if not self.should_exit:  # it did start
+                await _warm_up(self.config.loaded_app)
             gc.freeze()  # the boot's objects are never scanned again
             gc.enable()
 
