@@ -42,7 +42,7 @@ def plain(output_dir: Path) -> None:
     """The flow's steps as plain library calls (mirrors flows/pipeline.py). Like `forecast run`,
     it loads Keras before the first step, so both modes' training seconds exclude that import."""
     from forecasting import accuracy, backtest, evaluation, incumbent, outputs, publishing
-    from forecasting.config import RNN_KINDS, PipelineConfig
+    from forecasting.config import PipelineConfig
     from forecasting.data import load_series
     from forecasting.selection import Evidence, select_champion
     from forecasting.training import train_candidate
@@ -50,7 +50,7 @@ def plain(output_dir: Path) -> None:
     from forecasting.windowing import make_folds
 
     config = PipelineConfig(output_dir=output_dir)
-    if set(config.model.candidates) & set(RNN_KINDS):
+    if config.model.trains_rnns:
         import keras  # noqa: F401
     data = validate(load_series(config.data), config.data, config.model, config.evaluation)
     run_id = publishing.make_run_id(data.as_of, outputs.fingerprint(config, data))

@@ -17,7 +17,6 @@ import typer
 from flows.temporary_server import STARTUP_TIMEOUT_SECONDS
 from forecasting.config import (
     DEFAULT_OUTPUT_DIR,
-    RNN_KINDS,
     DataConfig,
     EvaluationConfig,
     ModelConfig,
@@ -266,7 +265,7 @@ def _start_server(config: PipelineConfig) -> TemporaryServer | None:
         from flows.temporary_server import TemporaryServer
 
         server = TemporaryServer()
-    if set(config.model.candidates) & set(RNN_KINDS):
+    if config.model.trains_rnns:
         import keras  # noqa: F401 - the run needs it anyway
 
     if server is None or not server.adopt():

@@ -31,6 +31,7 @@ import urllib.request
 
 SERVING = "serving"
 DECLINED = "declined"
+WARM_UP_ROUTES = ("flows", "flow_runs", "task_runs", "artifacts")  # read with `/filter`
 STARTUP_TIMEOUT_SECONDS = 120  # a first start migrates a new database: ~10 s, more under load
 
 
@@ -161,7 +162,7 @@ async def _warm_up(app: object) -> None:
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://warm-up/api") as api:
             await api.get("/admin/version")
-            for route in ("flows", "flow_runs", "task_runs", "artifacts"):
+            for route in WARM_UP_ROUTES:
                 await api.post(f"/{route}/filter", json={"limit": 1})
     except Exception:  # noqa: BLE001, S110 - an optimisation only
         pass

@@ -158,6 +158,11 @@ class ModelConfig(_Frozen):
             raise ValueError(f"names a model kind twice. Received: candidates={list(candidates)}")
         return candidates
 
+    @property
+    def trains_rnns(self) -> bool:
+        """Whether any candidate is an RNN, and so the run needs Keras."""
+        return bool(set(self.candidates) & set(RNN_KINDS))
+
 
 class EvaluationConfig(_Frozen):
     """How candidates are backtested, compared and promoted."""

@@ -13,6 +13,7 @@ import pytest
 from filelock import FileLock
 
 from flows.cli import _TEMPORARY_SERVER_SETTINGS, _quiet_environment
+from tests.helpers.prefect_server import own_prefect_environment
 
 DATABASE = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
 SETTINGS = (
@@ -119,8 +120,8 @@ def test_keras_loads_before_the_flow_even_with_a_users_own_server(
         f"assert _start_server(PipelineConfig({model})) is None\n"
         "print('keras' in sys.modules)\n"
     )
-    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    env = own_prefect_environment(tmp_path / "prefect")
+    env.update(PREFECT_API_URL="http://127.0.0.1:9/api", TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
         [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
     )

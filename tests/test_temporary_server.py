@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.temporary_server import TemporaryServer
+from flows.temporary_server import WARM_UP_ROUTES, TemporaryServer
 from tests.helpers.prefect_server import own_prefect_environment
 
 
@@ -46,7 +46,7 @@ def alive(pid: int) -> bool:
 def test_it_serves_the_api_and_stops_when_its_process_is_killed(tmp_path: Path) -> None:
     serving = (
         "import time\n"
-        "from flows.temporary_server import TemporaryServer\n"
+        "from flows.temporary_server import WARM_UP_ROUTES, TemporaryServer\n"
         "server = TemporaryServer()\n"
         "assert server.adopt()\n"
         "server.wait()\n"
@@ -66,7 +66,7 @@ def test_it_serves_the_api_and_stops_when_its_process_is_killed(tmp_path: Path) 
             assert response.status == 200
         assert url.startswith("http://127.0.0.1:")
         # its warm-up calls the routes a run uses, and must leave the new database as it was
-        for route in ("flows", "flow_runs", "task_runs", "artifacts"):
+        for route in WARM_UP_ROUTES:
             request = urllib.request.Request(
                 f"{url}/{route}/filter", data=b"{}", headers={"Content-Type": "application/json"}
             )
