@@ -126,3 +126,36 @@ def test_keras_loads_before_the_flow_even_with_a_users_own_server(
         [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == str(loads_keras)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("prefect_first", "heartbeat"), [(False, "None"), (True, "180")])
+def test_runs_on_the_temporary_server_send_no_heartbeats(
+    tmp_path: Path, prefect_first: bool, heartbeat: str
+) -> None:
+    """The temporary server stops when its run dies, so it could never mark that run Crashed;
+    a run on any other server (here Prefect's own, which an earlier import leaves it to) keeps
+    Prefect's heartbeats. Outside the run the setting is Prefect's again."""
+    first = "import prefect\n" if prefect_first else ""
+    check = first + (
+        "import flows.cli\n"
+        "from forecasting.config import PipelineConfig\n"
+        "flows.cli._quiet_environment()\n"
+        "config = PipelineConfig(model={'candidates': ['naive']})\n"
+        "server = flows.cli._start_server(config)\n"
+        "import flows.pipeline\n"
+        "from prefect import flow\n"
+        "from prefect.settings import get_current_settings\n"
+        "def frequency():\n"
+        "    return get_current_settings().flows.heartbeat_frequency\n"
+        "@flow\n"
+        "def probe(config):\n"
+        "    return frequency()\n"
+        "flows.pipeline.forecast_pipeline = probe\n"
+        "print(server is not None, flows.cli._run_flow(config, server), frequency())\n"
+    )
+    env = own_prefect_environment(tmp_path / "prefect")
+    done = subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split()[-3:] == [str(not prefect_first), heartbeat, "180"]
