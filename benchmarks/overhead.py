@@ -142,15 +142,18 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         median_training=("training_seconds", "median"),
         median_cpu=("cpu_seconds", "median"),
     )
-    gaps = [("seconds", "gap"), ("outside_training", "gap_outside_training")]
-    for column, name in [*gaps, ("training_seconds", "gap_training")]:
-        wide = table.pivot(index="repeat", columns="mode", values=column)
-        difference = wide.sub(wide["plain"], axis=0)
-        summary[name] = difference.median().round(1)
-        if name == "gap_training":
-            summary["trained_slower"] = (difference > 0).sum().astype(str) + f" of {len(wide)}"
-        else:
-            summary[f"{name}_percent"] = (100 * summary[name] / summary["median"]).round(1)
+
+    def gaps(column: str) -> pd.DataFrame:
+        wide = table.pivot(index="repeat", columns="mode", values=column).dropna()
+        return wide.sub(wide["plain"], axis=0)
+
+    for column, name in [("seconds", "gap"), ("outside_training", "gap_outside_training")]:
+        summary[name] = gaps(column).median()
+        summary[f"{name}_percent"] = 100 * summary[name] / summary["median"]
+    training = gaps("training_seconds")
+    summary["gap_training"] = training.median()
+    summary["trained_slower"] = (training > 0).sum().astype(str) + f" of {len(training)}"
+    return summary.round(2).reset_index()
     return summary.reset_index()
 
 
@@ -207,6 +210,8 @@ def main() -> None:
 
 
 def write_results(table: pd.DataFrame, repeat: int, wall: float, migration: float) -> None:
+    """Writes every run, the summary and the report; to redo the summary of an earlier run,
+    pass its overhead_runs.csv, and its wall and migration seconds from overhead.md."""
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / "overhead_runs.csv", index=False)
     summary = summarize(table)

@@ -9,7 +9,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -282,11 +282,9 @@ def _run_flow(config: PipelineConfig, server: TemporaryServer | None) -> dict:
     """Runs the flow; exits 1 with its message when it does not complete."""
     from flows.pipeline import forecast_pipeline
 
-    settings: AbstractContextManager = nullcontext()
     if server is not None:
         server.wait()
-        settings = server.run_settings()
-    with settings:
+    with server.run_settings() if server is not None else nullcontext():
         state = forecast_pipeline(config, return_state=True)
     if not state.is_completed():
         typer.echo(f"Error: {state.message}", err=True)

@@ -10,8 +10,8 @@ API URL in a profile, for example) or forbid a temporary one; this process hears
 before it imports Prefect, and then points PREFECT_API_URL at it. The server stops when this
 process exits, after Prefect has sent its last logs, and also when this process is killed.
 It boots with garbage collection paused, and once up calls the routes a run uses, read-only, so
-that the run's first calls do not wait for FastAPI to prepare them; the runs it records send no
-heartbeats, which nothing would read (benchmarks/README.md).
+that the run's first calls do not wait for FastAPI to prepare them; unless it runs triggers, the
+runs it records send no heartbeats, which nothing would read (benchmarks/README.md).
 
     python -P -m flows.temporary_server   # the child: prints "serving PORT" or "declined"
 """
@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import urllib.request
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 
 SERVING = "serving"
 DECLINED = "declined"
@@ -98,12 +98,19 @@ class TemporaryServer:
         )
 
     def run_settings(self) -> AbstractContextManager:
-        """Prefect settings for the flow runs this server records: no flow-run heartbeats.
-        Heartbeats let a lasting server mark a killed run Crashed; this one stops when its run's
-        process dies, so it could never act on them, while each flow run's heartbeat thread,
-        which sleeps in 1 s steps and is joined at the run's end, held every run up to 1 s."""
-        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+        """Prefect settings for the flow runs this server records: no flow-run heartbeats,
+        unless it runs triggers. Heartbeats matter only to triggers (Recurrent's crash
+        automation) and this server runs none unless told to (flows/cli.py), while each run's
+        heartbeat thread, which sleeps in 1 s steps and is joined at the run's end, held every
+        run up to 1 s."""
+        from prefect.settings import (
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+            get_current_settings,
+            temporary_settings,
+        )
 
+        if get_current_settings().server.services.triggers.enabled:
+            return nullcontext()
         return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
     def stop(self) -> None:

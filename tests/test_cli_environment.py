@@ -129,14 +129,17 @@ def test_keras_loads_before_the_flow_even_with_a_users_own_server(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("prefect_first", "heartbeat"), [(False, "None"), (True, "180")])
-def test_runs_on_the_temporary_server_send_no_heartbeats(
-    tmp_path: Path, prefect_first: bool, heartbeat: str
+@pytest.mark.parametrize(
+    ("case", "heartbeat"),
+    [("temporary server", "None"), ("with triggers", "180"), ("Prefect's own server", "180")],
+)
+def test_flow_runs_on_the_temporary_server_have_heartbeats_off(
+    tmp_path: Path, case: str, heartbeat: str
 ) -> None:
-    """The temporary server stops when its run dies, so it could never mark that run Crashed;
+    """Heartbeats matter only to triggers, which the temporary server runs only when told to;
     a run on any other server (here Prefect's own, which an earlier import leaves it to) keeps
-    Prefect's heartbeats. Outside the run the setting is Prefect's again."""
-    first = "import prefect\n" if prefect_first else ""
+    them. The run still reports to the same server, and afterwards the setting is Prefect's."""
+    first = "import prefect\n" if case == "Prefect's own server" else ""
     check = first + (
         "import flows.cli\n"
         "from forecasting.config import PipelineConfig\n"
@@ -146,16 +149,19 @@ def test_runs_on_the_temporary_server_send_no_heartbeats(
         "import flows.pipeline\n"
         "from prefect import flow\n"
         "from prefect.settings import get_current_settings\n"
-        "def frequency():\n"
-        "    return get_current_settings().flows.heartbeat_frequency\n"
         "@flow\n"
         "def probe(config):\n"
-        "    return frequency()\n"
+        "    return get_current_settings()\n"
         "flows.pipeline.forecast_pipeline = probe\n"
-        "print(server is not None, flows.cli._run_flow(config, server), frequency())\n"
+        "inside, after = flows.cli._run_flow(config, server), get_current_settings()\n"
+        "print(server is not None, inside.api.url == after.api.url,\n"
+        "      inside.flows.heartbeat_frequency, after.flows.heartbeat_frequency)\n"
     )
     env = own_prefect_environment(tmp_path / "prefect")
+    if case == "with triggers":
+        env["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] = "true"
     done = subprocess.run(
         [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
     )
-    assert done.stdout.split()[-3:] == [str(not prefect_first), heartbeat, "180"]
+    ours = str(case != "Prefect's own server")
+    assert done.stdout.split()[-4:] == [ours, "True", heartbeat, "180"]
