@@ -154,7 +154,6 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     summary["gap_training"] = training.median()
     summary["trained_slower"] = (training > 0).sum().astype(str) + f" of {len(training)}"
     return summary.round(2).reset_index()
-    return summary.reset_index()
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ def alive(pid: int) -> bool:
 def test_it_serves_the_api_and_stops_when_its_process_is_killed(tmp_path: Path) -> None:
     serving = (
         "import time\n"
-        "from flows.temporary_server import WARM_UP_ROUTES, TemporaryServer\n"
+        "from flows.temporary_server import TemporaryServer\n"
         "server = TemporaryServer()\n"
         "assert server.adopt()\n"
         "server.wait()\n"
