@@ -1,7 +1,8 @@
 """What does Prefect cost? Runs the default pipeline on the bundled ETTh1 three ways, each in a
 fresh process from its first import to its exit:
 
-- `plain`: the same library calls as the flow, from a plain script (no Prefect import);
+- `plain`: the library's pipeline, `forecasting.pipeline.run`, from a plain script (no Prefect
+  import);
 - `flow`: the `forecast-pipeline` flow with no server configured, set up as `forecast run` sets
   it up (a temporary server on $PREFECT_HOME's database, started before TensorFlow loads, see
   flows/temporary_server.py). Every repeat reuses one
@@ -39,64 +40,16 @@ sys.path.insert(0, str(PROJECT))
 
 
 def plain(output_dir: Path) -> None:
-    """The flow's steps as plain library calls (mirrors flows/pipeline.py). Like `forecast run`,
-    it loads Keras before the first step, so both modes' training seconds exclude that import."""
-    from forecasting import accuracy, backtest, evaluation, incumbent, outputs, publishing
+    """The flow's steps as plain library calls (`forecasting.pipeline.run`, which the flow runs
+    as tasks). Like `forecast run`, it loads Keras before the first step, so both modes'
+    training seconds exclude that import."""
     from forecasting.config import PipelineConfig
-    from forecasting.data import load_series
-    from forecasting.selection import Evidence, select_champion
-    from forecasting.training import train_candidate
-    from forecasting.validation import validate
-    from forecasting.windowing import make_folds
+    from forecasting.pipeline import run
 
     config = PipelineConfig(output_dir=output_dir)
     if config.model.trains_rnns:
         import keras  # noqa: F401
-    data = validate(load_series(config.data), config.data, config.model, config.evaluation)
-    run_id = publishing.make_run_id(data.as_of, outputs.fingerprint(config, data))
-    folds = make_folds(data.frame, config.data.features, config.model, config.evaluation)
-    windows = folds[-1]
-    scale = evaluation.insample_scale(windows, data.season_length)
-    tracking = accuracy.track(
-        output_dir / config.name,
-        data.frame,
-        dict(zip(windows.series_ids, scale, strict=True)),
-        data.as_of,
-        config.evaluation.accuracy_drop_percent,
-    )
-    found = incumbent.find_incumbent(config, {})
-    results = [
-        train_candidate(
-            kind,
-            folds,
-            config.model,
-            data.season_length,
-            config.seed,
-            warm_start=config.evaluation.warm_start,
-        )
-        for kind in config.model.candidates
-    ]
-    evidence = Evidence(
-        backtest.collect(folds, results, data.season_length),
-        backtest.series_dates(data.frame),
-        config.model.horizon,
-    )
-    choice = select_champion(results, evidence, config.evaluation, found)
-    forecasts = outputs.forecast_candidates(
-        results, choice.model, windows, data, config, evidence.backtest
-    )
-    files, manifest = outputs.assemble_run(
-        run_id=run_id,
-        config=config,
-        data=data,
-        windows=windows,
-        results=results,
-        evidence=evidence,
-        choice=choice,
-        forecasts=forecasts,
-        tracking=tracking.manifest_entry(),
-    )
-    publishing.publish_run(output_dir, config.name, run_id, files, manifest)
+    run(config)
 
 
 def flow(output_dir: Path) -> None:

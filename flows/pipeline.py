@@ -7,18 +7,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 from prefect import flow
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from flows import artifacts, scheduling, tasks
+from forecasting import pipeline
 from forecasting.clock import scheduled_as_of
 from forecasting.config import PipelineConfig
 from forecasting.data import LoadedData
 from forecasting.errors import ForecastingError
-from forecasting.outputs import fingerprint
-from forecasting.publishing import make_run_id
 
 
 class _OneLineUserErrors(logging.Filter):
@@ -59,81 +59,52 @@ FLOW_TIMEOUT_SECONDS = 3 * 3600
 def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
     """Backtests every candidate, publishes the champion's model and forecast, and leaves a
     report; a scheduled run forecasts as of its scheduled time and stands down (Completed,
-    nothing published) when a newer scheduled run or a newer published as-of supersedes it."""
-    config = config or PipelineConfig()
+    nothing published) when a newer scheduled run or a newer published as-of supersedes it.
+    The steps are `forecasting.pipeline.run`'s, each run as a task."""
     _install_log_filter()
-    logger = get_run_logger()
     try:
-        loaded = tasks.load(config)
-        config, superseded = _as_scheduled(config, loaded)
-        if superseded is not None:
-            logger.info(f"Superseded: {superseded}. Nothing is published.")
-            _report(
-                artifacts.publish_superseded, config.name, flow_run.name, _as_of(config), superseded
-            )
-            return {"superseded": True, "reason": superseded, "as_of": _as_of(config)}
-        validated = tasks.validate(loaded, config)
-        run_id = make_run_id(validated.as_of, fingerprint(config, validated))
-        if (published := tasks.find_published(config, run_id)) is not None:
-            logger.info(
-                f"Run {run_id} is already published for the same data, settings, seed, code "
-                "and versions; reusing it instead of training again."
-            )
-            path = tasks.publish(config, run_id, {}, published)
-            _report(artifacts.publish_reports, config.name, path, validated.frame)
-            champion = published["champion"]
-            return {
-                "run_id": run_id,
-                "champion": champion["model"],
-                "reason": champion["reason"],
-                "path": str(path),
-                "reused": True,
-                "action": champion.get("decision", {}).get("action", ""),
-            }
-        folds = tasks.make_folds(validated, config)
-        windows = folds[-1]  # ends at the last observation: its models forecast the future
-        logger.info(
-            f"{len(validated.series_ids)} series, freq {validated.freq}, {len(folds)} backtest "
-            f"folds of {config.evaluation.block_size(config.model.horizon)} steps, "
-            f"{sum(len(f.test) for f in folds)} test windows"
+        result = pipeline.run(
+            config or PipelineConfig(),
+            step=tasks.run_step,
+            observer=_Reporter(),
+            log=tasks.RunLog(),
         )
-        tracking = tasks.track(config, validated, windows)
-        incumbent = tasks.find_incumbent(config, tracking)
-        progress = _report(artifacts.Progress, config.name, len(config.model.candidates))
-        # Sequential on purpose: two threads saved 11% of gru + lstm wall time on 2 cores
-        # (benchmarks/concurrency.py), too little to risk seeds racing in shared global state.
-        results = []
-        for kind in config.model.candidates:
-            results.append(tasks.train(kind, folds, config, validated.season_length))
-            if progress is not None:
-                _report(progress.advance, kind)
-        evidence = tasks.evidence(folds, results, validated, config)
-        choice = tasks.select(results, evidence, config, incumbent)
-        logger.info(f"Champion: {choice.model}. {choice.reason}")
-        forecasts = tasks.forecast(results, choice, windows, validated, config, evidence)
-        files, manifest = tasks.package(
-            run_id,
-            config,
-            data=validated,
-            windows=windows,
-            results=results,
-            evidence=evidence,
-            choice=choice,
-            forecasts=forecasts,
-            tracking=tracking.manifest_entry(),
-        )
-        path = tasks.publish(config, run_id, files, manifest, tracking.new_rows)
-        _report(artifacts.publish_reports, config.name, path, validated.frame)
     except ForecastingError as error:
         return Failed(message=str(error))
-    return {
-        "run_id": run_id,
-        "champion": choice.model,
-        "reason": choice.reason,
-        "path": str(path),
-        "reused": False,
-        "action": choice.decision["action"],
-    }
+    if result.superseded:
+        return {"superseded": True, "reason": result.reason, "as_of": result.as_of}
+    return {key: getattr(result, key) for key in _RESULT_KEYS}
+
+
+_RESULT_KEYS = ("run_id", "champion", "reason", "path", "reused", "action")
+
+
+class _Reporter(pipeline.Observer):
+    """Sets a scheduled run's as-of and leaves the run's artifacts in the Prefect UI."""
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.progress: artifacts.Progress | None = None
+
+    def schedule(
+        self, config: PipelineConfig, loaded: LoadedData
+    ) -> tuple[PipelineConfig, str | None]:
+        config, superseded = _as_scheduled(config, loaded)
+        self.name = config.name
+        if superseded is not None:
+            as_of = pipeline.as_of_label(config)
+            _report(artifacts.publish_superseded, config.name, flow_run.name, as_of, superseded)
+        return config, superseded
+
+    def training(self, kinds: tuple[str, ...]) -> None:
+        self.progress = _report(artifacts.Progress, self.name, len(kinds))
+
+    def trained(self, kind: str) -> None:
+        if self.progress is not None:
+            _report(self.progress.advance, kind)
+
+    def published(self, path: str, history: pd.DataFrame) -> None:
+        _report(artifacts.publish_reports, self.name, path, history)
 
 
 def _as_scheduled(config: PipelineConfig, loaded: LoadedData) -> tuple[PipelineConfig, str | None]:
@@ -146,7 +117,7 @@ def _as_scheduled(config: PipelineConfig, loaded: LoadedData) -> tuple[PipelineC
     logger = get_run_logger()
     if run.auto_scheduled and (newer := scheduling.newer_due_run(run)):
         return config, f"a newer scheduled run of this deployment is already due ({newer})"
-    frame = tasks.validate(loaded, config).frame
+    frame = tasks.run_step(pipeline.validate, loaded, config, tasks.RunLog()).frame
     clock = scheduled_as_of(run.expected_start, frame["ds"].min(), frame["ds"].max(), config.replay)
     if clock.note:
         logger.warning(clock.note)
@@ -165,10 +136,6 @@ def _at_or_after(published: Any, as_of: Any) -> bool:
         return bool(published >= as_of)
     except TypeError:  # one time-zone aware, one not: not comparable, so not superseded
         return False
-
-
-def _as_of(config: PipelineConfig) -> str:
-    return config.as_of.isoformat() if config.as_of else "the last observation"
 
 
 def _report(make: Callable, *args: Any) -> Any:

@@ -1,0 +1,330 @@
+"""The whole pipeline, without Prefect: load, validate, score what was published, cut the
+backtest folds, train every candidate, select, forecast, package and publish.
+
+The order of steps is written here once. `run` calls each step through `step`, so an
+orchestrator can run the same steps its own way (the Prefect flow turns each into a task), and
+tells an `Observer` at each milestone (the flow leaves artifacts there)::
+
+    from forecasting.config import PipelineConfig
+    from forecasting.pipeline import run
+
+    result = run(PipelineConfig(output_dir="outputs"))
+    print(result.champion, result.path)
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import pandas as pd
+
+from forecasting import (
+    accuracy,
+    backtest,
+    data,
+    evaluation,
+    incumbent,
+    outputs,
+    publishing,
+    reading,
+    selection,
+    training,
+    validation,
+    windowing,
+)
+from forecasting.config import PipelineConfig
+
+T = TypeVar("T")
+
+
+class Log(Protocol):
+    """Where the pipeline says what it does: a `logging.Logger`, a `LoggerAdapter` or alike."""
+
+    def info(self, msg: str, /) -> Any: ...
+
+    def warning(self, msg: str, /) -> Any: ...
+
+
+class Step(Protocol):
+    """Runs one step of the pipeline: `step(function, *args, **kwargs)` returns what
+    `function(*args, **kwargs)` returns. The Prefect flow runs each as a task."""
+
+    def __call__(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
+
+
+def call(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """The plain step: calls the function."""
+    return function(*args, **kwargs)
+
+
+class Observer:
+    """Told at the pipeline's milestones; does nothing by default. An orchestrator subclasses it
+    to report progress or, for a scheduled run, to set the as-of before validation."""
+
+    def schedule(
+        self, config: PipelineConfig, loaded: data.LoadedData
+    ) -> tuple[PipelineConfig, str | None]:
+        """Returns the config to run with and, when the run must stand down, why."""
+        return config, None
+
+    def training(self, kinds: tuple[str, ...]) -> None:
+        """Candidates are about to train, in this order."""
+
+    def trained(self, kind: str) -> None:
+        """One candidate has trained (or failed)."""
+
+    def published(self, path: str, history: pd.DataFrame) -> None:
+        """The run is published at `path`; `history` is the validated data."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did. `superseded` runs published nothing: `reason` says why."""
+
+    run_id: str | None
+    champion: str | None
+    reason: str
+    path: str | None
+    reused: bool
+    action: str
+    as_of: str
+    superseded: bool = False
+
+
+def run(
+    config: PipelineConfig,
+    *,
+    step: Step = call,
+    observer: Observer | None = None,
+    log: Log | None = None,
+) -> RunResult:
+    """Runs the pipeline once and publishes its champion, or reuses an identical published run.
+
+    Args:
+        config: The pipeline's settings.
+        step: Runs each step (default: a plain call).
+        observer: Told at each milestone (default: nobody).
+        log: Receives progress lines (default: the `forecasting.pipeline` logger).
+
+    Returns:
+        The run's id, champion, the reason it won, where it was published, and whether an
+        earlier identical run was reused.
+
+    Raises:
+        ForecastingError: For bad data or settings, or when no candidate could be trained.
+    """
+    observer = observer or Observer()
+    log = log or logging.getLogger(__name__)
+    loaded = step(load, config)
+    config, superseded = observer.schedule(config, loaded)
+    as_of = as_of_label(config)
+    if superseded is not None:
+        log.info(f"Superseded: {superseded}. Nothing is published.")
+        return RunResult(None, None, superseded, None, False, "", as_of, superseded=True)
+    validated = step(validate, loaded, config, log)
+    run_id = publishing.make_run_id(validated.as_of, outputs.fingerprint(config, validated))
+    if (published := step(find_published, config, run_id)) is not None:
+        log.info(
+            f"Run {run_id} is already published for the same data, settings, seed, code "
+            "and versions; reusing it instead of training again."
+        )
+        path = step(publish, config, run_id, {}, published, log)
+        observer.published(path, validated.frame)
+        champion = published["champion"]
+        action = champion.get("decision", {}).get("action", "")
+        return RunResult(run_id, champion["model"], champion["reason"], path, True, action, as_of)
+    folds = step(make_folds, validated, config)
+    windows = folds[-1]  # ends at the last observation: its models forecast the future
+    log.info(
+        f"{len(validated.series_ids)} series, freq {validated.freq}, {len(folds)} backtest "
+        f"folds of {config.evaluation.block_size(config.model.horizon)} steps, "
+        f"{sum(len(f.test) for f in folds)} test windows"
+    )
+    tracking = step(track, config, validated, windows, log)
+    found = step(find_incumbent, config, tracking, log)
+    observer.training(config.model.candidates)
+    # Sequential on purpose: two threads saved 11% of gru + lstm wall time on 2 cores
+    # (benchmarks/concurrency.py), too little to risk seeds racing in shared global state.
+    results = []
+    for kind in config.model.candidates:
+        results.append(step(train, kind, folds, config, validated.season_length, log))
+        observer.trained(kind)
+    evidence = _evidence(folds, results, validated, config)
+    choice = step(select, results, evidence, config, found)
+    log.info(f"Champion: {choice.model}. {choice.reason}")
+    forecasts = step(forecast, results, choice, windows, validated, config, evidence)
+    files, manifest = step(
+        package,
+        run_id,
+        config,
+        data=validated,
+        windows=windows,
+        results=results,
+        evidence=evidence,
+        choice=choice,
+        forecasts=forecasts,
+        tracking=tracking.manifest_entry(),
+    )
+    path = step(publish, config, run_id, files, manifest, log, tracking.new_rows)
+    observer.published(path, validated.frame)
+    return RunResult(
+        run_id, choice.model, choice.reason, path, False, choice.decision["action"], as_of
+    )
+
+
+def as_of_label(config: PipelineConfig) -> str:
+    """The run's as-of as a person reads it."""
+    return config.as_of.isoformat() if config.as_of else "the last observation"
+
+
+# The steps. Each is one call into the library, plus the lines it logs.
+
+
+def load(config: PipelineConfig) -> data.LoadedData:
+    return data.load_series(config.data)
+
+
+def validate(loaded: data.LoadedData, config: PipelineConfig, log: Log) -> validation.ValidatedData:
+    """Validates; the repairs the library reports as Python warnings go to `log` instead."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        validated = validation.validate(
+            loaded, config.data, config.model, config.evaluation, config.as_of
+        )
+    for warning in caught:
+        log.warning(str(warning.message))
+    return validated
+
+
+def find_published(config: PipelineConfig, run_id: str) -> dict | None:
+    return reading.published_manifest(config.output_dir, config.name, run_id)
+
+
+def make_folds(
+    validated: validation.ValidatedData, config: PipelineConfig
+) -> list[windowing.Windows]:
+    return windowing.make_folds(
+        validated.frame, config.data.features, config.model, config.evaluation
+    )
+
+
+def track(
+    config: PipelineConfig,
+    validated: validation.ValidatedData,
+    windows: windowing.Windows,
+    log: Log,
+) -> accuracy.Tracking:
+    """Scores earlier published forecasts whose actuals have arrived."""
+    scale = evaluation.insample_scale(windows, validated.season_length)
+    tracking = accuracy.track(
+        config.output_dir / config.name,
+        validated.frame,
+        dict(zip(windows.series_ids, scale, strict=True)),
+        validated.as_of,
+        config.evaluation.accuracy_drop_percent,
+    )
+    newly_scored = tracking.summary["run_id"].isin(tracking.new_rows["run_id"])
+    for row in tracking.summary[newly_scored].itertuples():
+        log.info(
+            f"Published run {row.run_id} ({row.model}) scored against actuals: "
+            f"MAE {row.mae:.4g}, MASE {row.mase:.4g}, 80% coverage {row.coverage_80:.0f}%"
+        )
+    if tracking.warning:
+        log.warning(tracking.warning)
+    return tracking
+
+
+def find_incumbent(
+    config: PipelineConfig, tracking: accuracy.Tracking, log: Log
+) -> selection.Incumbent | None:
+    models = tracking.summary["model"].unique() if len(tracking.summary) else []
+    found = incumbent.find_incumbent(config, {m: tracking.live_mase(m) for m in models})
+    if found is not None and found.problem:
+        log.warning(
+            f"The published champion {found.model} (run {found.run_id}) cannot defend its "
+            f"title: {found.problem}"
+        )
+    return found
+
+
+def train(
+    kind: str,
+    folds: list[windowing.Windows],
+    config: PipelineConfig,
+    season_length: int,
+    log: Log,
+) -> training.CandidateResult:
+    return training.train_candidate(
+        kind,
+        folds,
+        config.model,
+        season_length,
+        config.seed,
+        log.info,
+        warm_start=config.evaluation.warm_start,
+    )
+
+
+def select(
+    results: list[training.CandidateResult],
+    evidence: selection.Evidence,
+    config: PipelineConfig,
+    incumbent: selection.Incumbent | None,
+) -> selection.Choice:
+    return selection.select_champion(results, evidence, config.evaluation, incumbent)
+
+
+def forecast(
+    results: list[training.CandidateResult],
+    choice: selection.Choice,
+    windows: windowing.Windows,
+    validated: validation.ValidatedData,
+    config: PipelineConfig,
+    evidence: selection.Evidence,
+) -> dict[str, pd.DataFrame]:
+    return outputs.forecast_candidates(
+        results, choice.model, windows, validated, config, evidence.backtest
+    )
+
+
+def package(run_id: str, config: PipelineConfig, **parts: Any) -> tuple[dict[str, bytes], dict]:
+    return outputs.assemble_run(run_id=run_id, config=config, **parts)
+
+
+def publish(
+    config: PipelineConfig,
+    run_id: str,
+    files: dict[str, bytes],
+    manifest: dict,
+    log: Log,
+    accuracy_rows: pd.DataFrame | None = None,
+) -> str:
+    path = publishing.publish_run(
+        config.output_dir,
+        config.name,
+        run_id,
+        files,
+        manifest,
+        keep_runs=config.keep_runs,
+        accuracy=accuracy_rows,
+    )
+    log.info(f"Published run {run_id} to {path}")
+    return str(path)
+
+
+def _evidence(
+    folds: list[windowing.Windows],
+    results: list[training.CandidateResult],
+    validated: validation.ValidatedData,
+    config: PipelineConfig,
+) -> selection.Evidence:
+    """The shared backtest (cheap: a plain call, not a step)."""
+    return selection.Evidence(
+        backtest.collect(folds, results, validated.season_length),
+        backtest.series_dates(validated.frame),
+        config.model.horizon,
+    )
