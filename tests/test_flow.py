@@ -244,11 +244,12 @@ def test_a_hung_run_is_stopped_by_the_flow_timeout(prefect_harness, tiny_config,
     import time
 
     from flows import pipeline
+    from forecasting import pipeline as steps
 
-    def hang(kind, windows, config, season_length):
+    def hang(kind, folds, config, season_length, log):
         time.sleep(30)
 
-    monkeypatch.setattr(pipeline.tasks.train, "fn", hang)
+    monkeypatch.setattr(steps, "train", hang)
     started = time.monotonic()
     state = pipeline.forecast_pipeline.with_options(timeout_seconds=3)(
         tiny_config, return_state=True
