@@ -1,5 +1,5 @@
 """Broken inputs end to end through `forecast run`: each is refused or repaired by a stated
-policy (the table in README.md, "Bad input", lists the same cases).
+policy (the table in docs/bad-input.md lists the same cases).
 
 Refused: exit code 2, one `Error:` line naming the problem, the lines at fault and the remedy,
 no traceback, nothing published, and `latest` still on the good run published before.
