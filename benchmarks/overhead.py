@@ -41,10 +41,11 @@ sys.path.insert(0, str(PROJECT))
 def plain(output_dir: Path) -> None:
     """The flow's steps as plain library calls (mirrors flows/pipeline.py). Like `forecast run`,
     it loads Keras before the first step, so both modes' training seconds exclude that import."""
-    from forecasting import accuracy, backtest, evaluation, incumbent, outputs, publishing
+    from forecasting import accuracy, backtest, evaluation, incumbent, outputs
     from forecasting.config import PipelineConfig
     from forecasting.data import load_series
     from forecasting.selection import Evidence, select_champion
+    from forecasting.store import layout, writer
     from forecasting.training import train_candidate
     from forecasting.validation import validate
     from forecasting.windowing import make_folds
@@ -53,7 +54,7 @@ def plain(output_dir: Path) -> None:
     if config.model.trains_rnns:
         import keras  # noqa: F401
     data = validate(load_series(config.data), config.data, config.model, config.evaluation)
-    run_id = publishing.make_run_id(data.as_of, outputs.fingerprint(config, data))
+    run_id = layout.make_run_id(data.as_of, outputs.fingerprint(config, data))
     folds = make_folds(data.frame, config.data.features, config.model, config.evaluation)
     windows = folds[-1]
     scale = evaluation.insample_scale(windows, data.season_length)
@@ -96,7 +97,7 @@ def plain(output_dir: Path) -> None:
         forecasts=forecasts,
         tracking=tracking.manifest_entry(),
     )
-    publishing.publish_run(output_dir, config.name, run_id, files, manifest)
+    writer.publish_run(output_dir, config.name, run_id, files, manifest)
 
 
 def flow(output_dir: Path) -> None:

@@ -18,7 +18,7 @@ from forecasting.config import PipelineConfig
 from forecasting.data import LoadedData
 from forecasting.errors import ForecastingError
 from forecasting.outputs import fingerprint
-from forecasting.publishing import make_run_id
+from forecasting.store.layout import make_run_id
 
 
 class _OneLineUserErrors(logging.Filter):

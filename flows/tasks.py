@@ -18,8 +18,6 @@ from forecasting import (
     evaluation,
     incumbent,
     outputs,
-    publishing,
-    reading,
     selection,
     training,
     validation,
@@ -27,6 +25,7 @@ from forecasting import (
 )
 from forecasting.config import PipelineConfig
 from forecasting.errors import ForecastingError
+from forecasting.store import reader, writer
 
 
 def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -63,7 +62,7 @@ def validate(loaded: data.LoadedData, config: PipelineConfig) -> validation.Vali
 
 @_task
 def find_published(config: PipelineConfig, run_id: str) -> dict | None:
-    return reading.published_manifest(config.output_dir, config.name, run_id)
+    return reader.published_manifest(config.output_dir, config.name, run_id)
 
 
 @_task
@@ -161,7 +160,7 @@ def publish(
     manifest: dict,
     accuracy_rows: pd.DataFrame | None = None,
 ) -> str:
-    path = publishing.publish_run(
+    path = writer.publish_run(
         config.output_dir,
         config.name,
         run_id,
