@@ -27,10 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forecasting.errors import ModelLoadError
-from forecasting.store.layout import MANIFEST, MODEL_FILE, RUNS, pipeline_dir
-from forecasting.store.manifest import FileEntry, ManifestError, load_document, parse_manifest
-from forecasting.store.reader import latest_run_dir
+from forecasting.errors import ModelLoadError, PublishError
+from forecasting.store.layout import MODEL_FILE, RUNS, pipeline_dir
+from forecasting.store.manifest import FileEntry, ManifestError
+from forecasting.store.reader import latest_run_dir, read_manifest
 
 if TYPE_CHECKING:
     import keras
@@ -123,8 +123,8 @@ def _manifest_entry(path: Path) -> FileEntry:
     """Returns the manifest's sha256 and size for `path`, read from its run folder."""
     run_dir = path.parent
     try:
-        listing = parse_manifest(load_document((run_dir / MANIFEST).read_bytes())).listing()
-    except (OSError, ManifestError) as error:
+        listing = read_manifest(run_dir)[1].listing()
+    except (PublishError, ManifestError) as error:
         raise ModelLoadError(
             f"Run folder {str(run_dir)!r} has no readable manifest listing its files, so its "
             f"model cannot be verified; it is unfinished or damaged. Republish the run. "
