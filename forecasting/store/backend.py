@@ -44,6 +44,10 @@ class Backend(Protocol):
     """The storage of one pipeline. Every write is all-or-nothing: a reader sees a file or a run
     whole or not at all. Callers that write hold `lock()` for their whole change."""
 
+    def location(self, key: str) -> str:
+        """Where `key` is, for messages to a person (a path, a URL)."""
+        ...
+
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """Holds the pipeline's exclusive writer lock; raises `LockTimeout` if it stays taken."""
         ...
@@ -100,6 +104,9 @@ class LocalBackend:
     def path(self, key: str) -> Path:
         """The local path of `key`."""
         return self.root / key
+
+    def location(self, key: str) -> str:
+        return str(self.path(key))
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -177,7 +184,7 @@ class LocalBackend:
                 f"`latest` of {str(self.root)!r} now points at runs/{run_id}, but flushing that "
                 f"to disk failed: {error.strerror or error}. A power loss could undo the switch; "
                 "check the disk.",
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def leftovers(self) -> list[str]:

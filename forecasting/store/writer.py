@@ -89,6 +89,19 @@ def publish_run(
     if keep_runs < 1:
         raise ConfigError(f"keep_runs must be at least 1. Received: keep_runs={keep_runs}")
     backend = LocalBackend(pipeline_dir(output_dir, name))
+    _publish(backend, run_id, files, manifest, keep_runs, accuracy)
+    return backend.path(run_key(run_id))
+
+
+def _publish(
+    backend: Backend,
+    run_id: str,
+    files: dict[str, bytes],
+    manifest: Mapping[str, Any],
+    keep_runs: int,
+    accuracy: pd.DataFrame | None,
+) -> None:
+    """`publish_run` on any backend; see there."""
     with _locked(backend, run_id, "Check for a stuck run, then retry."), backend.lock():
         _remove_leftovers(backend)
         if not backend.is_sealed(run_id):
@@ -99,7 +112,6 @@ def publish_run(
         if accuracy is not None and len(accuracy):
             _append_accuracy(backend, accuracy)
         _prune(backend, keep_runs, run_id)
-    return backend.path(run_key(run_id))
 
 
 def _sealed_files(
@@ -146,26 +158,27 @@ def rollback(output_dir: Path | str, name: str, run_id: str) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(backend: LocalBackend, run_id: str, retry: str) -> Iterator[None]:
+def _locked(backend: Backend, run_id: str, retry: str) -> Iterator[None]:
     """Turns a publish-lock timeout or an OS error inside the block into a PublishError."""
     try:
         yield
     except LockTimeout as error:
         raise PublishError(f"{error} {retry}") from None
     except OSError as error:
-        raise PublishError(_failure_message(run_id, backend.path(run_key(run_id)), error)) from None
+        where = backend.location(run_key(run_id))
+        raise PublishError(_failure_message(run_id, where, error)) from None
 
 
-def _failure_message(run_id: str, run_dir: Path, error: OSError) -> str:
+def _failure_message(run_id: str, where: str, error: OSError) -> str:
     reason = error.strerror or str(error)
     if error.errno in _DISK_FULL:
         return (
-            f"Could not publish run {run_id} to {str(run_dir)!r}: the disk is full ({reason}). "
+            f"Could not publish run {run_id} to {where!r}: the disk is full ({reason}). "
             "Free space on that disk (old runs in its runs/ folder can go; a lower keep_runs "
             "keeps fewer) and rerun; the previous run stays published."
         )
     return (
-        f"Could not publish run {run_id} to {str(run_dir)!r}: {reason}. "
+        f"Could not publish run {run_id} to {where!r}: {reason}. "
         "Check free space and permissions; the previous run stays published."
     )
 
@@ -179,7 +192,7 @@ def _is_at_or_after(as_of: object, current: object) -> bool:
         return True
 
 
-def _append_accuracy(backend: LocalBackend, rows: pd.DataFrame) -> None:
+def _append_accuracy(backend: Backend, rows: pd.DataFrame) -> None:
     """Merges scored rows into accuracy.parquet by writing a new file and renaming it."""
     existing: pd.DataFrame | None
     try:
@@ -188,7 +201,7 @@ def _append_accuracy(backend: LocalBackend, rows: pd.DataFrame) -> None:
         existing = None
     except Exception as error:  # noqa: BLE001 - a damaged history must not stop publishing
         warnings.warn(
-            f"{str(backend.path(ACCURACY_FILE))!r} cannot be read ({type(error).__name__}: "
+            f"{backend.location(ACCURACY_FILE)!r} cannot be read ({type(error).__name__}: "
             f"{error}); the new scores are not added. Move the file aside to start a new "
             "history.",
             stacklevel=4,
@@ -203,7 +216,7 @@ def _remove_leftovers(backend: Backend) -> None:
         backend.remove(key)
 
 
-def _prune(backend: LocalBackend, keep_runs: int, published: str) -> None:
+def _prune(backend: Backend, keep_runs: int, published: str) -> None:
     """Deletes sealed runs beyond the last `keep_runs`, sparing `latest` and `published`.
 
     A run stops looking sealed before its files go (`Backend.remove`), so a crash midway leaves
@@ -217,7 +230,7 @@ def _prune(backend: LocalBackend, keep_runs: int, published: str) -> None:
             backend.remove(run_key(run_id))
         except OSError as error:
             warnings.warn(
-                f"Could not delete old run {str(backend.path(run_key(run_id)))!r} "
+                f"Could not delete old run {backend.location(run_key(run_id))!r} "
                 f"(keep_runs={keep_runs}): {error.strerror or error}. The next publish tries "
                 "again.",
                 stacklevel=4,
