@@ -17,7 +17,8 @@ from prefect.artifacts import (
 )
 
 from forecasting import report
-from forecasting.reading import read_run
+from forecasting.store.layout import LATEST, pipeline_of
+from forecasting.store.reader import read_run
 
 
 def key(name: str, part: str) -> str:
@@ -37,7 +38,7 @@ def publish_reports(name: str, path: Path | str, history: pd.DataFrame) -> None:
         "forecast.parquet": str(run_dir / "forecast.parquet"),
         "leaderboard.csv": str(run_dir / "leaderboard.csv"),
         "backtest.parquet": str(run_dir / "backtest.parquet"),
-        "latest": str(run_dir.parent.parent / "latest"),
+        "latest": str(pipeline_of(run_dir) / LATEST),
     }
     champion = run.manifest["champion"]["model"]
     create_table_artifact(

@@ -29,7 +29,7 @@ from forecasting.errors import ForecastingError
 
 if TYPE_CHECKING:
     from flows.temporary_server import TemporaryServer
-    from forecasting.reading import PublishedRun
+    from forecasting.store.reader import PublishedRun
 
 app = typer.Typer(
     add_completion=False,
@@ -164,7 +164,7 @@ def run(
     _quiet_environment()
     started = time.perf_counter()
     summary = _run_flow(config, _start_server(config))
-    from forecasting.reading import read_run
+    from forecasting.store.reader import read_run
 
     _print_run(read_run(Path(summary["path"])))
     typer.echo(f"\nChampion: {summary['champion']}. {summary['reason']}")
@@ -301,7 +301,7 @@ def show(
     rows: Annotated[int, typer.Option(help="Forecast rows to print.")] = 10,
 ) -> None:
     """Print the latest champion, its leaderboard and the head of its forecast."""
-    from forecasting.reading import read_latest
+    from forecasting.store.reader import read_latest
 
     try:
         build_config({"name": name})  # a name must not lead out of the output folder
@@ -326,7 +326,7 @@ def rollback(
 ) -> None:
     """Point `latest` at an earlier complete run (every file's hash is checked first); the next
     run that publishes moves it on, and takes that run's champion as the one to beat."""
-    from forecasting.publishing import rollback as point_latest
+    from forecasting.store.writer import rollback as point_latest
 
     try:
         build_config({"name": name})
@@ -398,7 +398,7 @@ def _print_trend(output_dir: Path, name: str, runs: int = 10) -> None:
     import pandas as pd
 
     from forecasting.accuracy import run_summary
-    from forecasting.publishing import ACCURACY_FILE
+    from forecasting.store.layout import ACCURACY_FILE
 
     path = Path(output_dir) / name / ACCURACY_FILE
     if not path.is_file():

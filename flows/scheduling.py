@@ -10,7 +10,7 @@ from uuid import UUID
 
 import pandas as pd
 
-from forecasting.publishing import latest_as_of
+from forecasting.store.reader import latest_as_of
 
 SCHEDULER_TAG = "auto-scheduled"  # the tag Prefect's scheduler puts on the runs it creates
 

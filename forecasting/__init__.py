@@ -13,8 +13,8 @@ from forecasting.errors import (
     PublishError,
     TrainingError,
 )
-from forecasting.model_files import load_latest_model, load_published_model
-from forecasting.reading import PublishedRun, read_latest, read_run
+from forecasting.store.model_files import load_latest_model, load_published_model
+from forecasting.store.reader import PublishedRun, read_latest, read_run
 
 __all__ = [
     "ConfigError",

@@ -8,18 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from forecasting.errors import ForecastingError
-
-ACCURACY_COLUMNS = [
-    "run_id", "model", "as_of", "unique_id", "horizon_step", "ds", "y", "y_hat",
-    "abs_error", "scaled_error", "in_80", "in_95", "scored_at_as_of",
-]  # fmt: skip
-_KEY = ["run_id", "unique_id", "horizon_step"]
-_DTYPES = {
-    "run_id": "str", "model": "str", "unique_id": "str", "horizon_step": "int64",
-    "y": "float64", "y_hat": "float64", "abs_error": "float64", "scaled_error": "float64",
-    "in_80": "boolean", "in_95": "boolean",
-}  # fmt: skip
-_TIMES = ["as_of", "ds", "scored_at_as_of"]
+from forecasting.store.history import empty, merge_accuracy, normalized
+from forecasting.store.reader import read_accuracy, read_run, sealed_runs
 
 
 def score_forecast(
@@ -52,7 +42,7 @@ def score_forecast(
     for level in (80, 95):
         scored[f"in_{level}"] = _inside(scored, level)
     scored["scored_at_as_of"] = pd.Timestamp(scored_at)
-    return _normalized(scored.sort_values(["unique_id", "horizon_step"]))
+    return normalized(scored.sort_values(["unique_id", "horizon_step"]))
 
 
 def _inside(scored: pd.DataFrame, level: int) -> pd.Series:
@@ -114,31 +104,6 @@ def accuracy_drop(
     )
 
 
-def merge_accuracy(existing: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
-    """Appends `new` to `existing`; a row of `new` replaces one with the same
-    (run_id, unique_id, horizon_step), so scoring a run again changes nothing.
-
-    Returns:
-        `ACCURACY_COLUMNS`, sorted by as_of, run_id, unique_id, horizon_step, with the dtypes
-        `score_forecast` gives, which survive a Parquet round trip unchanged.
-    """
-    parts = [_normalized(part) for part in (existing, new) if part is not None and len(part)]
-    if not parts:
-        return _normalized(new)
-    merged = pd.concat(parts, ignore_index=True).drop_duplicates(_KEY, keep="last")
-    order = ["as_of", "run_id", "unique_id", "horizon_step"]
-    return merged.sort_values(order, kind="stable", ignore_index=True)
-
-
-def _normalized(frame: pd.DataFrame) -> pd.DataFrame:
-    """`ACCURACY_COLUMNS` in order with fixed dtypes (times in microseconds, as pandas 3 makes
-    them), so frames from different runs concatenate and round-trip through Parquet alike."""
-    frame = frame[ACCURACY_COLUMNS].astype(_DTYPES)
-    for column in _TIMES:
-        frame[column] = pd.to_datetime(frame[column]).dt.as_unit("us")
-    return frame.reset_index(drop=True)
-
-
 @dataclass(frozen=True)
 class Tracking:
     """Earlier published forecasts scored in this run.
@@ -176,12 +141,9 @@ def track(
 ) -> Tracking:
     """Scores every sealed run of the pipeline, not yet in accuracy.parquet, whose forecast's
     actuals have all arrived by `as_of`. A run that fails verification is skipped."""
-    from forecasting.publishing import ACCURACY_FILE, sealed_runs
-    from forecasting.reading import read_run
-
     try:
-        existing = pd.read_parquet(pipeline_dir / ACCURACY_FILE)
-    except Exception:  # noqa: BLE001 - no history yet, or a damaged one (publishing warns)
+        existing = read_accuracy(pipeline_dir)
+    except Exception:  # noqa: BLE001 - a damaged history (the writer warns when it publishes)
         existing = None
     scored = set() if existing is None else set(existing["run_id"])
     rows = []
@@ -196,7 +158,7 @@ def track(
             row = score_forecast(forecast, actuals, scale, as_of)
             if row is not None:
                 rows.append(row)
-    new_rows = _normalized(pd.concat(rows)) if rows else _normalized(_empty())
+    new_rows = normalized(pd.concat(rows)) if rows else empty()
     merged = merge_accuracy(existing, new_rows)
     summary = run_summary(merged) if len(merged) else pd.DataFrame(columns=_SUMMARY)
     warning = accuracy_drop(summary, threshold_percent) if len(new_rows) else None
@@ -204,7 +166,3 @@ def track(
 
 
 _SUMMARY = ["run_id", "model", "as_of", "mae", "mase", "coverage_80", "coverage_95", "n_points"]
-
-
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({column: [] for column in ACCURACY_COLUMNS})

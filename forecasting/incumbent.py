@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from forecasting.config import TRAINED_KINDS, PipelineConfig
 from forecasting.errors import ForecastingError
-from forecasting.publishing import MANIFEST
 from forecasting.selection import Incumbent
+from forecasting.store.layout import MODEL_FILE
+from forecasting.store.model_files import load_published_model
+from forecasting.store.reader import latest_run_dir, peek_manifest, read_run
 
 # Settings that change what a recipe costs or which rivals it meets, not what it learns.
 _NOT_RECIPE = {"candidates", "time_budget_seconds"}
@@ -26,13 +26,9 @@ def find_incumbent(config: PipelineConfig, live_mase: dict[str, float | None]) -
         live_mase: Per kind, the mean MASE of its scored published forecasts
             (`accuracy.Tracking.live_mase`).
     """
-    from forecasting.model_files import MODEL_FILE, load_published_model
-    from forecasting.reading import read_run
-
-    link = config.output_dir / config.name / "latest"
-    if not link.is_symlink():
+    run_dir = latest_run_dir(config.output_dir, config.name)
+    if run_dir is None:
         return None
-    run_dir = Path(os.path.realpath(link))
     model, problem = _peek_champion(run_dir), ""
     try:
         manifest = read_run(run_dir).manifest
@@ -47,8 +43,8 @@ def find_incumbent(config: PipelineConfig, live_mase: dict[str, float | None]) -
 def _peek_champion(run_dir: Path) -> str:
     """The champion's kind from an unverified manifest, or "unknown" when it cannot be read."""
     try:
-        return str(json.loads((run_dir / MANIFEST).read_bytes())["champion"]["model"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return str((peek_manifest(run_dir) or {})["champion"]["model"])
+    except (KeyError, TypeError):
         return "unknown"
 
 

@@ -18,8 +18,10 @@ from forecasting.errors import TrainingError
 from forecasting.evaluation import insample_scale, predict_descaled
 from forecasting.intervals import LEVELS, conformal_quantiles, interval_columns
 from forecasting.models import Forecaster
-from forecasting.publishing import SCHEMA_VERSION, frame_files, iso, json_bytes
 from forecasting.selection import Choice, Evidence, leaderboard
+from forecasting.store.formats import frame_files, json_bytes
+from forecasting.store.layout import SCHEMA_VERSION, iso
+from forecasting.store.manifest import check_manifest
 from forecasting.training import CandidateResult, finetune_champion
 from forecasting.validation import ValidatedData
 from forecasting.windowing import Windows, last_inputs
@@ -173,7 +175,7 @@ def build_manifest(
             (`accuracy.track`).
     """
     frame = data.frame
-    return {
+    manifest = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -226,6 +228,8 @@ def build_manifest(
             for r in results
         ],
     }
+    check_manifest(manifest)  # every field of the schema set, each of the right type
+    return manifest
 
 
 def fingerprint(config: PipelineConfig, data: ValidatedData) -> str:
@@ -244,11 +248,15 @@ def fingerprint(config: PipelineConfig, data: ValidatedData) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
-def _code_digest() -> str:
-    """sha256 of this library's source, so a code change is a new run even at one version."""
+def _code_digest(package: Path = Path(__file__).parent) -> str:
+    """sha256 of this library's source, subpackages included, so a code change is a new run
+    even at one version. Each module counts with its path relative to the package."""
     digest = hashlib.sha256()
-    for module in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(module.name.encode() + b"\0" + module.read_bytes())
+    modules = sorted(
+        (module.relative_to(package).as_posix(), module) for module in package.rglob("*.py")
+    )
+    for relative, module in modules:
+        digest.update(relative.encode() + b"\0" + module.read_bytes())
     return digest.hexdigest()
 
 

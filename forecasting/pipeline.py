@@ -6,6 +6,7 @@ orchestrator can run the same steps its own way (the Prefect flow turns each int
 tells an `Observer` at each milestone (the flow leaves artifacts there)::
 
     from forecasting.config import PipelineConfig
+from forecasting.store import layout, reader, writer
     from forecasting.pipeline import run
 
     result = run(PipelineConfig(output_dir="outputs"))
@@ -29,8 +30,6 @@ from forecasting import (
     evaluation,
     incumbent,
     outputs,
-    publishing,
-    reading,
     selection,
     training,
     validation,
@@ -126,7 +125,7 @@ def run(
         log.info(f"Superseded: {superseded}. Nothing is published.")
         return RunResult(None, None, superseded, None, False, "", as_of, superseded=True)
     validated = step(validate, loaded, config, log)
-    run_id = publishing.make_run_id(validated.as_of, outputs.fingerprint(config, validated))
+    run_id = layout.make_run_id(validated.as_of, outputs.fingerprint(config, validated))
     if (published := step(find_published, config, run_id)) is not None:
         log.info(
             f"Run {run_id} is already published for the same data, settings, seed, code "
@@ -201,7 +200,7 @@ def validate(loaded: data.LoadedData, config: PipelineConfig, log: Log) -> valid
 
 
 def find_published(config: PipelineConfig, run_id: str) -> dict | None:
-    return reading.published_manifest(config.output_dir, config.name, run_id)
+    return reader.published_manifest(config.output_dir, config.name, run_id)
 
 
 def make_folds(
@@ -303,7 +302,7 @@ def publish(
     log: Log,
     accuracy_rows: pd.DataFrame | None = None,
 ) -> str:
-    path = publishing.publish_run(
+    path = writer.publish_run(
         config.output_dir,
         config.name,
         run_id,

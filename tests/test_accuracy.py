@@ -8,13 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.accuracy import (
-    ACCURACY_COLUMNS,
-    accuracy_drop,
-    merge_accuracy,
-    run_summary,
-    score_forecast,
-)
+from forecasting.accuracy import accuracy_drop, run_summary, score_forecast
+from forecasting.store.history import ACCURACY_COLUMNS, merge_accuracy
 
 SCALE = {"a": 2.0, "b": 4.0}
 # per (series, step): y_hat, y, 80% bounds, 95% bounds

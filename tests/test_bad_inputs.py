@@ -25,7 +25,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from forecasting.publishing import make_run_id, publish_run
+from forecasting.store.layout import make_run_id
+from forecasting.store.writer import publish_run
 from tests.conftest import ETTH1
 from tests.helpers import at_line, drop_lines, one_error_line, repeat_line, shift_to_90_minutes
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from forecasting.config import DataConfig, ModelConfig, PipelineConfig
-from forecasting.model_files import load_published_model
-from forecasting.reading import read_latest
+from forecasting.store.model_files import load_published_model
+from forecasting.store.reader import read_latest
 from tests.conftest import ETTH1
 
 pytestmark = pytest.mark.slow

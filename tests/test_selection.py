@@ -11,8 +11,8 @@ from forecasting.backtest import Backtest
 from forecasting.config import EvaluationConfig, PipelineConfig
 from forecasting.errors import TrainingError
 from forecasting.incumbent import find_incumbent
-from forecasting.publishing import publish_run
 from forecasting.selection import Evidence, Incumbent, leaderboard, select_champion
+from forecasting.store.writer import publish_run
 from forecasting.training import CandidateResult
 
 N_ORIGINS, HORIZON = 300, 2

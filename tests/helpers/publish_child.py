@@ -1,4 +1,4 @@
-"""Child processes for the publishing tests. Imports `forecasting.publishing` and nothing heavy
+"""Child processes for the store's writer tests. Imports `forecasting.store` and nothing heavy
 (no TensorFlow, Keras or Prefect), so a test can start it in a fraction of a second, SIGKILL it
 at any moment, or run two at once.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from forecasting import publishing, reading
+from forecasting.store import backend, formats, layout, reader, writer
 
 MODEL_BYTES = 200_000
 BATCH = 6
@@ -43,7 +43,7 @@ START = pd.Timestamp("2024-01-01 00:00")
 
 def run_id_for(index: int) -> str:
     """Run ids that sort like their index: the as-of moves one hour per index."""
-    return publishing.make_run_id(START + pd.Timedelta(hours=index), _fingerprint(index))
+    return layout.make_run_id(START + pd.Timedelta(hours=index), _fingerprint(index))
 
 
 def run_files(index: int) -> tuple[str, dict[str, bytes], dict]:
@@ -58,7 +58,7 @@ def run_files(index: int) -> tuple[str, dict[str, bytes], dict]:
             "ds": [as_of + pd.Timedelta(hours=step) for _ in ("a", "b") for step in steps],
             "horizon_step": [step for _ in ("a", "b") for step in steps],
             "y_hat": [float(index + step) for _ in ("a", "b") for step in steps],
-            **{column: 0.0 for column in publishing.INTERVAL_COLUMNS},
+            **{column: 0.0 for column in layout.INTERVAL_COLUMNS},
             "model": "gru",
             "run_id": run_id,
             "as_of": as_of,
@@ -66,17 +66,17 @@ def run_files(index: int) -> tuple[str, dict[str, bytes], dict]:
     )
     board = pd.DataFrame({"model": ["naive", "gru"], "status": "ok", "mase": [1.0, 0.5]})
     backtest = forecast[["unique_id", "ds", "horizon_step", "y_hat"]].rename(columns={"y_hat": "y"})
-    files = publishing.frame_files(forecast, forecast, board, backtest)
+    files = formats.frame_files(forecast, forecast, board, backtest)
     files["model.keras"] = os.urandom(MODEL_BYTES)
-    files["preprocessing.json"] = publishing.json_bytes({"input_size": 48, "horizon": 24})
-    manifest = {"schema_version": 1, "run_id": run_id, "as_of": publishing.iso(as_of)}
+    files["preprocessing.json"] = formats.json_bytes({"input_size": 48, "horizon": 24})
+    manifest = {"schema_version": 1, "run_id": run_id, "as_of": layout.iso(as_of)}
     return run_id, files, manifest
 
 
-def publish(output_dir: Path, index: int, keep_runs: int = publishing.KEEP_RUNS) -> Path:
+def publish(output_dir: Path, index: int, keep_runs: int = writer.KEEP_RUNS) -> Path:
     """Publishes run `index` of pipeline `demo`."""
     run_id, files, manifest = run_files(index)
-    return publishing.publish_run(output_dir, "demo", run_id, files, manifest, keep_runs)
+    return writer.publish_run(output_dir, "demo", run_id, files, manifest, keep_runs)
 
 
 def latest_id(output_dir: Path) -> str:
@@ -133,13 +133,13 @@ def _publish_forever(output_dir: Path, name: str, index: int, keep_runs: int) ->
             said = True
         started = time.perf_counter()
         for run_id, files, manifest in batch:
-            publishing.publish_run(output_dir, name, run_id, files, manifest, keep_runs)
+            writer.publish_run(output_dir, name, run_id, files, manifest, keep_runs)
         _say(f"batch {time.perf_counter() - started:.4f}")
         index += BATCH
 
 
 def once(output_dir: Path, name: str, index: int, log: Path) -> None:
-    write = publishing._write_atomic
+    write = backend._write_atomic
 
     def logged_write(path: Path, data: bytes) -> None:
         descriptor = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -151,11 +151,11 @@ def once(output_dir: Path, name: str, index: int, log: Path) -> None:
         finally:
             os.close(descriptor)
 
-    publishing._write_atomic = logged_write
+    backend._write_atomic = logged_write
     run_id, files, manifest = run_files(index)
     _say("ready")
     sys.stdin.readline()
-    run_dir = publishing.publish_run(output_dir, name, run_id, files, manifest)
+    run_dir = writer.publish_run(output_dir, name, run_id, files, manifest)
     _say(f"done {run_dir}")
 
 
@@ -168,7 +168,7 @@ def read(output_dir: Path, name: str) -> None:
     _say("ready")
     while not stop.is_set():
         try:
-            run = reading.read_latest(output_dir, name)
+            run = reader.read_latest(output_dir, name)
             labels = set(run.forecast["run_id"])
             if run.manifest["run_id"] != run.path.name or labels != {run.path.name}:
                 raise AssertionError(f"{run.path.name} holds the files of {labels}")

@@ -20,7 +20,6 @@ non-modeling Keras functions such as `keras.config.enable_unsafe_deserialization
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import stat
@@ -28,13 +27,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forecasting.errors import ModelLoadError
-from forecasting.publishing import MANIFEST
+from forecasting.errors import ModelLoadError, PublishError
+from forecasting.store.layout import MODEL_FILE, RUNS, pipeline_dir
+from forecasting.store.manifest import FileEntry, ManifestError
+from forecasting.store.reader import latest_run_dir, read_manifest
 
 if TYPE_CHECKING:
     import keras
 
-MODEL_FILE = "model.keras"
 MAX_MODEL_BYTES = 256 * 2**20  # 256 MiB: far above any model this pipeline trains
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # https://, hf://, file:/, s3://, gs://, ...
 _MESSAGE_CHARS = 400
@@ -76,15 +76,14 @@ def load_latest_model(
         ModelLoadError: Nothing is published, the champion is a naive model (no model file),
             or `load_published_model` refuses the file.
     """
-    pipeline_dir = Path(output_dir) / name
-    link = pipeline_dir / "latest"
-    if not link.is_symlink():
+    run_dir = latest_run_dir(output_dir, name)
+    if run_dir is None:
         raise ModelLoadError(
             f"No published run for pipeline {name!r} in {str(output_dir)!r}. "
             "Run `forecast run` first, or check --output-dir and the name."
         )
-    run_dir = Path(os.path.realpath(link))
-    return load_published_model(run_dir / MODEL_FILE, pipeline_dir / "runs", max_bytes=max_bytes)
+    runs_root = pipeline_dir(output_dir, name) / RUNS
+    return load_published_model(run_dir / MODEL_FILE, runs_root, max_bytes=max_bytes)
 
 
 def _resolve_inside(model_path: Path | str, runs_root: Path | str) -> Path:
@@ -105,7 +104,7 @@ def _resolve_inside(model_path: Path | str, runs_root: Path | str) -> Path:
         )
     root = Path(os.path.realpath(runs_root))
     path = Path(os.path.realpath(model_path))
-    if path.parent.parent != root:
+    if not _in_a_run_folder(path, root):
         raise ModelLoadError(
             f"A model is loaded only from a run folder directly inside the runs folder "
             f"{str(root)!r}; this path resolves elsewhere (a symlink or '..' that leads out, "
@@ -115,28 +114,33 @@ def _resolve_inside(model_path: Path | str, runs_root: Path | str) -> Path:
     return path
 
 
-def _manifest_entry(path: Path) -> dict:
-    """Returns the manifest's `{"sha256", "bytes"}` for `path`, read from its run folder."""
+def _in_a_run_folder(path: Path, root: Path) -> bool:
+    """Whether `path` is `<root>/<run_id>/<file>`: inside `root`, exactly two levels down."""
+    return path.is_relative_to(root) and len(path.relative_to(root).parts) == 2
+
+
+def _manifest_entry(path: Path) -> FileEntry:
+    """Returns the manifest's sha256 and size for `path`, read from its run folder."""
     run_dir = path.parent
     try:
-        manifest = json.loads((run_dir / MANIFEST).read_bytes())
-        entry = manifest["files"].get(path.name)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        listing = read_manifest(run_dir)[1].listing()
+    except (PublishError, ManifestError) as error:
         raise ModelLoadError(
             f"Run folder {str(run_dir)!r} has no readable manifest listing its files, so its "
             f"model cannot be verified; it is unfinished or damaged. Republish the run. "
             f"Received: {type(error).__name__}: {error}"
         ) from None
-    if not isinstance(entry, dict) or not {"sha256", "bytes"} <= entry.keys():
+    entry = listing.get(path.name)
+    if entry is None:
         raise ModelLoadError(
             f"The manifest of run {run_dir.name!r} does not list {path.name!r}, so the file was "
             "not published by this run (a naive champion has no model file). Load a model from a "
-            f"run whose manifest lists it. Received: listed={sorted(manifest['files'])}"
+            f"run whose manifest lists it. Received: listed={sorted(listing)}"
         )
     return entry
 
 
-def _read_verified(path: Path, expected: dict, max_bytes: int) -> bytes:
+def _read_verified(path: Path, expected: FileEntry, max_bytes: int) -> bytes:
     """Reads `path` and checks its size, then its sha256, against the manifest.
 
     `O_NOFOLLOW` refuses a symlink swapped in after resolving; `O_NONBLOCK` keeps a FIFO from
@@ -153,16 +157,16 @@ def _read_verified(path: Path, expected: dict, max_bytes: int) -> bytes:
         _check_size(path, os.fstat(handle.fileno()), expected, max_bytes)
         data = handle.read(max_bytes + 1)
     digest = hashlib.sha256(data).hexdigest()
-    if len(data) != expected["bytes"] or digest != expected["sha256"]:
+    if len(data) != expected.bytes or digest != expected.sha256:
         raise ModelLoadError(
             f"Model file {str(path)!r} does not match the sha256 in its manifest; it was changed "
             f"after publishing. Republish, or roll back to another run. "
-            f"Received: sha256={digest}, manifest sha256={expected['sha256']}"
+            f"Received: sha256={digest}, manifest sha256={expected.sha256}"
         )
     return data
 
 
-def _check_size(path: Path, info: os.stat_result, expected: dict, max_bytes: int) -> None:
+def _check_size(path: Path, info: os.stat_result, expected: FileEntry, max_bytes: int) -> None:
     """Refuses anything but a regular file of the manifest's size, at most `max_bytes`."""
     if not stat.S_ISREG(info.st_mode):
         raise ModelLoadError(
@@ -175,11 +179,11 @@ def _check_size(path: Path, info: os.stat_result, expected: dict, max_bytes: int
             "is not read. Pass a larger max_bytes if the model is really that big. "
             f"Received: bytes={info.st_size}"
         )
-    if info.st_size != expected["bytes"]:
+    if info.st_size != expected.bytes:
         raise ModelLoadError(
             f"Model file {str(path)!r} is not the size its manifest lists; it was truncated "
             "or replaced after publishing. Republish, or roll back to another run. "
-            f"Received: bytes={info.st_size}, manifest bytes={expected['bytes']}"
+            f"Received: bytes={info.st_size}, manifest bytes={expected.bytes}"
         )
 
 

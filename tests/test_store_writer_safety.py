@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from forecasting import publishing, reading
 from forecasting.errors import ConfigError, PublishError
-from forecasting.publishing import publish_run, sealed_runs
-from forecasting.reading import read_latest, read_run
+from forecasting.store import backend, reader
+from forecasting.store.reader import read_latest, read_run, sealed_runs
+from forecasting.store.writer import publish_run
 from tests.helpers.publish_child import (
     latest_id,
     publish,
@@ -93,7 +93,7 @@ def _dead_pid() -> int:
 
 
 def _host() -> str:
-    return publishing._host()
+    return backend._host()
 
 
 @pytest.fixture
@@ -208,7 +208,7 @@ def test_read_latest_follows_latest_when_it_moves_during_a_read(
 ) -> None:
     """Resolved once; if that run vanishes because `latest` moved on, the new target is read."""
     first = publish(tmp_path, 0)
-    real_read_run = reading.read_run
+    real_read_run = reader.read_run
     calls = []
 
     def read_run_while_a_publish_lands(run_dir: Path):
@@ -217,7 +217,7 @@ def test_read_latest_follows_latest_when_it_moves_during_a_read(
             publish(tmp_path, 1, keep_runs=1)  # moves latest, then retention deletes `first`
         return real_read_run(run_dir)
 
-    monkeypatch.setattr(reading, "read_run", read_run_while_a_publish_lands)
+    monkeypatch.setattr(reader, "read_run", read_run_while_a_publish_lands)
     latest = read_latest(tmp_path, "demo")
     assert calls == [first.name, run_id_for(1)]
     assert latest.manifest["run_id"] == run_id_for(1)
@@ -227,14 +227,14 @@ def test_a_failed_flush_after_the_switch_warns_and_keeps_the_run_published(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     publish(tmp_path, 0)
-    real_fsync_dir = publishing._fsync_dir
+    real_fsync_dir = backend._fsync_dir
 
     def fsync_dir(path: Path) -> None:
         if path == tmp_path / "demo":
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         real_fsync_dir(path)
 
-    monkeypatch.setattr(publishing, "_fsync_dir", fsync_dir)
+    monkeypatch.setattr(backend, "_fsync_dir", fsync_dir)
     with pytest.warns(UserWarning, match="A power loss could undo the switch"):
         publish(tmp_path, 1)
     assert read_latest(tmp_path, "demo").manifest["run_id"] == run_id_for(1)

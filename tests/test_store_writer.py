@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from forecasting.errors import PublishError
-from forecasting.publishing import make_run_id, publish_run
-from forecasting.reading import read_latest, read_run
+from forecasting.store.layout import make_run_id
+from forecasting.store.reader import read_latest, read_run
+from forecasting.store.writer import publish_run
 
 FORECAST = pd.DataFrame(
     {
@@ -110,8 +111,8 @@ def test_an_unsealed_leftover_of_the_same_id_is_replaced(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_published_model_reloads_and_predicts_identically(tmp_path: Path, tiny_model) -> None:
-    from forecasting.model_files import load_published_model
     from forecasting.models import RNNForecaster
+    from forecasting.store.model_files import load_published_model
     from forecasting.windowing import WindowSet
 
     rng = np.random.default_rng(0)

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock, Timeout
 
-from forecasting.publishing import sealed_runs
-from forecasting.reading import read_latest, read_run
+from forecasting.store.reader import read_latest, read_run, sealed_runs
 from tests.helpers.publish_child import (
     BATCH,
     latest_id,

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from forecasting.errors import ModelLoadError
-from forecasting.model_files import load_latest_model, load_published_model
-from forecasting.publishing import publish_run
+from forecasting.store.model_files import load_latest_model, load_published_model
+from forecasting.store.writer import publish_run
 
 MODEL = "model.keras"
 

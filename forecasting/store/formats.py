@@ -1,0 +1,43 @@
+"""How a run's tables and documents become bytes, so every writer stores them alike."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+
+from forecasting.store.layout import FORECAST_COLUMNS, iso
+
+
+def frame_files(
+    forecast: pd.DataFrame,
+    candidates: pd.DataFrame,
+    leaderboard: pd.DataFrame,
+    backtest: pd.DataFrame,
+) -> dict[str, bytes]:
+    """Serializes the run's tables: forecast as CSV (ISO-8601 `ds`, `as_of`) and Parquet, its
+    columns in the readers' contract order (`FORECAST_COLUMNS`), and the backtest."""
+    forecast = forecast[FORECAST_COLUMNS]
+    candidates = candidates[FORECAST_COLUMNS]
+    text = forecast.copy()
+    for column in ("ds", "as_of"):
+        text[column] = [iso(value) for value in text[column]]
+    return {
+        "forecast.csv": text.to_csv(index=False, lineterminator="\n").encode(),
+        "forecast.parquet": parquet_bytes(forecast),
+        "candidate_forecasts.parquet": parquet_bytes(candidates),
+        "leaderboard.csv": leaderboard.to_csv(index=False, lineterminator="\n").encode(),
+        "backtest.parquet": parquet_bytes(backtest),
+    }
+
+
+def json_bytes(document: dict) -> bytes:
+    """Indented JSON in the document's own key order, newline-terminated."""
+    return (json.dumps(document, indent=2, sort_keys=False, default=str) + "\n").encode()
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
