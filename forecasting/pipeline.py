@@ -6,7 +6,6 @@ orchestrator can run the same steps its own way (the Prefect flow turns each int
 tells an `Observer` at each milestone (the flow leaves artifacts there)::
 
     from forecasting.config import PipelineConfig
-from forecasting.store import layout, reader, writer
     from forecasting.pipeline import run
 
     result = run(PipelineConfig(output_dir="outputs"))
@@ -36,6 +35,7 @@ from forecasting import (
     windowing,
 )
 from forecasting.config import PipelineConfig
+from forecasting.store import layout, reader, writer
 
 T = TypeVar("T")
 
