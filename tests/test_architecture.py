@@ -12,7 +12,9 @@ import pytest
 LIBRARY = Path(__file__).resolve().parent.parent / "forecasting"
 
 
-@pytest.mark.parametrize("module", sorted(LIBRARY.glob("*.py")), ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "module", sorted(LIBRARY.rglob("*.py")), ids=lambda path: str(path.relative_to(LIBRARY))
+)
 def test_library_module_does_not_import_prefect(module: Path) -> None:
     tree = ast.parse(module.read_text())
     imported = {
