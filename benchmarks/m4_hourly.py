@@ -30,8 +30,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from common import Report, long_frame, shared_file  # noqa: E402
 
-from forecasting.config import MODEL_ORDER, TRAINED_KINDS, EvaluationConfig, ModelConfig  # noqa: E402
+from forecasting.config import EvaluationConfig, ModelConfig  # noqa: E402
 from forecasting.evaluation import insample_scale, mase, predict_windows, smape  # noqa: E402
+from forecasting.models import kinds, spec  # noqa: E402
 from forecasting.training import CandidateResult, train_candidate  # noqa: E402
 from forecasting.windowing import Windows, make_folds  # noqa: E402
 
@@ -145,12 +146,12 @@ def main() -> None:
     fold = m4_fold(ids, histories, test)
     config = ModelConfig(horizon=HORIZON, max_epochs=args.max_epochs)
     validation = {}
-    for kind in QUICK_KINDS if args.quick else MODEL_ORDER:
+    for kind in QUICK_KINDS if args.quick else kinds():
         result = train_candidate(kind, [fold], config, SEASON, SEED, progress=print)
         if not result.ok:
             continue
         validation[kind] = validation_mase(result, fold)
-        epochs = result.epochs if kind in TRAINED_KINDS else None
+        epochs = result.epochs if spec(kind).trains else None
         rows.append({"model": kind, **m4_scores(test, result.predictions[0], scale),
                      "seconds": result.seconds, "epochs": epochs})  # fmt: skip
         print(rows[-1], f"validation mase {validation[kind]:.4f}", flush=True)

@@ -108,7 +108,7 @@ def epoch_clock(times: list[float]):
 
 def epoch_seconds(kind: str, config: ModelConfig, train: WindowSet, validation: WindowSet) -> float:
     """Median seconds of epochs 2 and 3 (the first one traces the graph)."""
-    from forecasting.models import RNNForecaster
+    from forecasting.models.rnn import RNNForecaster
 
     times: list[float] = []
     config = config.model_copy(update={"max_epochs": 3, "patience": 100})
@@ -156,11 +156,11 @@ def run_variant(name: str) -> dict:
         import keras
 
         keras.mixed_precision.set_global_policy(policy)
-    from forecasting import models
-    from forecasting.models import RNNForecaster
+    from forecasting.models import rnn
+    from forecasting.models.rnn import RNNForecaster
 
     if os.environ.get("RECURRENT_BENCH_STEPS"):
-        models.STEPS_PER_EXECUTION = int(os.environ["RECURRENT_BENCH_STEPS"])
+        rnn.STEPS_PER_EXECUTION = int(os.environ["RECURRENT_BENCH_STEPS"])
 
     windows = split_windows(load_ot("ETTh1"), 1, 24, input_size=168)
     config = ModelConfig(horizon=24, **changes)
@@ -214,7 +214,7 @@ def many_series(count: int) -> pd.DataFrame:
 
 def scaling(quick: bool) -> list[dict]:
     """Windowing, one GRU epoch and the ridge fit against series length and series count."""
-    from forecasting.linear import LinearForecaster
+    from forecasting.models.linear import LinearForecaster
 
     model = ModelConfig(horizon=24)
     evaluation = EvaluationConfig(n_folds=1)

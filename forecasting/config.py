@@ -17,24 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from forecasting.errors import ConfigError
+from forecasting.models import registry
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT / "data" / "ETTh1.csv"
 DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "outputs"
 
-ModelKind = Literal["naive", "seasonal_naive", "linear", "simple_rnn", "gru", "lstm"]
 Metric = Literal["mae", "rmse", "mase", "smape"]
-# Simplest first: ties in the selection metric go to the earliest kind in this order.
-MODEL_ORDER: tuple[ModelKind, ...] = (
-    "naive",
-    "seasonal_naive",
-    "linear",
-    "simple_rnn",
-    "gru",
-    "lstm",
-)
-RNN_KINDS: tuple[str, ...] = ("simple_rnn", "gru", "lstm")
-TRAINED_KINDS: tuple[str, ...] = ("linear", *RNN_KINDS)  # learn from data; the naive ones do not
 _RESERVED_COLUMNS = {"unique_id", "ds", "y", "row"}
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -113,8 +102,12 @@ class ModelConfig(_Frozen):
 
     horizon: int = Field(24, ge=1, le=10_000, description="Steps to forecast.")
     input_size: int = Field(168, ge=1, le=100_000, description="Steps of history per input window.")
-    candidates: tuple[ModelKind, ...] = Field(
-        MODEL_ORDER, min_length=1, description="Model kinds to train and compare."
+    candidates: tuple[str, ...] = Field(
+        registry.kinds(),  # every registered kind, simplest first
+        min_length=1,
+        description="Model kinds to train and compare.",
+        # The registry's kinds as an enum, so the Prefect UI offers them as choices.
+        json_schema_extra={"items": {"enum": list(registry.kinds()), "type": "string"}},
     )
     units: int = Field(64, ge=1, le=4096, description="Units per recurrent layer.")
     layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers.")
@@ -153,15 +146,20 @@ class ModelConfig(_Frozen):
 
     @field_validator("candidates")
     @classmethod
-    def _candidates_once(cls, candidates: tuple[str, ...]) -> tuple[str, ...]:
+    def _candidates_known_once(cls, candidates: tuple[str, ...]) -> tuple[str, ...]:
+        for kind in candidates:
+            if registry.find(kind) is None:
+                raise ValueError(
+                    f"{registry.unknown_kind(kind)} Received: candidates={list(candidates)}"
+                )
         if len(set(candidates)) != len(candidates):
             raise ValueError(f"names a model kind twice. Received: candidates={list(candidates)}")
         return candidates
 
     @property
     def trains_rnns(self) -> bool:
-        """Whether any candidate is an RNN, and so the run needs Keras."""
-        return bool(set(self.candidates) & set(RNN_KINDS))
+        """Whether any candidate is recurrent (an RNN), and so the run needs Keras."""
+        return any(registry.spec(kind).recurrent for kind in self.candidates)
 
 
 class EvaluationConfig(_Frozen):

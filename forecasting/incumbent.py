@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forecasting.config import TRAINED_KINDS, PipelineConfig
+from pydantic import BaseModel
+
+from forecasting.config import PipelineConfig
 from forecasting.errors import ForecastingError
+from forecasting.models import COMMON_RECIPE, find
 from forecasting.selection import Incumbent
-from forecasting.store.layout import MODEL_FILE
 from forecasting.store.model_files import load_published_model
 from forecasting.store.reader import latest_run_dir, peek_manifest, read_run
 
-# Settings that change what a recipe costs or which rivals it meets, not what it learns.
-_NOT_RECIPE = {"candidates", "time_budget_seconds"}
+_SECTION_ORDER = ("model", "data", "evaluation")  # as the recipe was listed before the registry
 
 
 def find_incumbent(config: PipelineConfig, live_mase: dict[str, float | None]) -> Incumbent | None:
     """The champion `latest` points to, or None before the first publish.
 
     Its run must verify (every file's sha256), its model file must load safely, and its
-    recipe (model settings, target, covariates, metric) must equal this run's; otherwise the
+    recipe (the settings that change its kind's model, `ModelSpec.recipe`: target and metric,
+    plus e.g. horizon for naive or units for an RNN) must equal this run's; otherwise the
     incumbent is returned with a `problem` and cannot defend its title.
 
     Args:
@@ -30,11 +32,13 @@ def find_incumbent(config: PipelineConfig, live_mase: dict[str, float | None]) -
     if run_dir is None:
         return None
     model, problem = _peek_champion(run_dir), ""
+    model_spec = find(model)
     try:
         manifest = read_run(run_dir).manifest
-        if model in TRAINED_KINDS:
-            load_published_model(run_dir / MODEL_FILE, run_dir.parent)
-        problem = _recipe_change(manifest.get("config", {}), config)
+        if model_spec is not None and model_spec.model_file is not None:
+            load_published_model(run_dir / model_spec.model_file, run_dir.parent)
+        recipe = model_spec.recipe if model_spec is not None else COMMON_RECIPE
+        problem = _recipe_change(manifest.get("config", {}), config, recipe)
     except ForecastingError as error:
         problem = f"its files do not load: {error}"
     return Incumbent(model, run_dir.name, problem, live_mase.get(model))
@@ -48,19 +52,39 @@ def _peek_champion(run_dir: Path) -> str:
         return "unknown"
 
 
-def _recipe_change(published: dict, config: PipelineConfig) -> str:
-    """Names the settings in which the published run's recipe differs from this run's."""
+def _recipe_change(published: dict, config: PipelineConfig, recipe: tuple[str, ...]) -> str:
+    """Names the `recipe` settings ("model.units") in which the published run differs from
+    this run.
+
+    Settings outside the recipe (a new one included) are not compared. A recipe setting that
+    the published config lacks was added after it ran, and is taken at its default: a new
+    setting's default keeps the behaviour from before it existed.
+    """
     now = config.model_dump(mode="json")
-    keys = [("model", key) for key in now["model"] if key not in _NOT_RECIPE]
-    keys += [("data", "target_column"), ("data", "covariates"), ("evaluation", "metric")]
-    changed = [
-        f"{section}.{key}: {published.get(section, {}).get(key)!r} -> {now[section][key]!r}"
-        for section, key in keys
-        if _same(published.get(section, {}).get(key)) != _same(now[section][key])
-    ]
+    changed = []
+    for setting in sorted(recipe, key=lambda setting: _position(now, setting)):
+        section, key = setting.split(".", 1)
+        before = published.get(section, {}).get(key, _default(config, section, key))
+        if _same(before) != _same(now[section][key]):
+            changed.append(f"{setting}: {before!r} -> {now[section][key]!r}")
     if not changed:
         return ""
     return "its settings differ from this run's (" + "; ".join(changed) + ")"
+
+
+def _position(now: dict, setting: str) -> tuple[int, int]:
+    """Where `setting` is declared in the config, so changes are listed in that order."""
+    section, key = setting.split(".", 1)
+    return _SECTION_ORDER.index(section), list(now[section]).index(key)
+
+
+def _default(config: PipelineConfig, section: str, key: str) -> object:
+    """The default of `section.key` (None when it has none)."""
+    part = getattr(config, section)
+    field = type(part).model_fields.get(key) if isinstance(part, BaseModel) else None
+    if field is None or field.is_required():
+        return None
+    return field.get_default(call_default_factory=True)
 
 
 def _same(value: object) -> object:

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 
 from forecasting.backtest import Backtest, backtest_frame
-from forecasting.config import TRAINED_KINDS, ModelConfig, PipelineConfig
+from forecasting.config import ModelConfig, PipelineConfig
 from forecasting.errors import TrainingError
 from forecasting.evaluation import insample_scale, predict_descaled
 from forecasting.intervals import LEVELS, conformal_quantiles, interval_columns
-from forecasting.models import Forecaster
+from forecasting.models import Forecaster, spec
 from forecasting.selection import Choice, Evidence, leaderboard
 from forecasting.store.formats import frame_files, json_bytes
 from forecasting.store.layout import SCHEMA_VERSION, iso
@@ -135,7 +135,9 @@ def preprocessing_spec(
     windows: Windows, config: PipelineConfig, data: ValidatedData, champion: str
 ) -> dict:
     """Everything needed to turn new history into the champion's input, and its output back."""
-    normalized = champion in TRAINED_KINDS and config.model.normalize_window
+    normalized = spec(champion).depends_on("model.normalize_window") and (
+        config.model.normalize_window
+    )
     return {
         "schema_version": SCHEMA_VERSION,
         "model": champion,
@@ -297,8 +299,9 @@ def assemble_run(
     backtest = backtest_frame(evidence.backtest, windows.series_ids, evidence.dates)
     files = frame_files(forecast, candidates, board, backtest)
     champion = next(r for r in results if r.kind == choice.model)
-    if (model_bytes := champion.fitted().to_bytes()) is not None:
-        files["model.keras"] = model_bytes
+    model_file = spec(champion.kind).model_file
+    if model_file is not None and (model_bytes := champion.fitted().to_bytes()) is not None:
+        files[model_file] = model_bytes
     files["preprocessing.json"] = json_bytes(
         preprocessing_spec(windows, config, data, choice.model)
     )

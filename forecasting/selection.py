@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from forecasting.backtest import Backtest
-from forecasting.config import MODEL_ORDER, RNN_KINDS, EvaluationConfig
+from forecasting.config import EvaluationConfig
 from forecasting.errors import TrainingError
 from forecasting.evaluation import METRICS
 from forecasting.intervals import out_of_fold_coverage
+from forecasting.models import spec
 from forecasting.significance import DMResult, diebold_mariano
 from forecasting.training import CandidateResult
 
@@ -121,10 +122,11 @@ def select_champion(
 ) -> Choice:
     """Picks the champion from the backtest scores.
 
-    The candidate with the lowest mean `metric` (ties to the earlier kind in MODEL_ORDER) wins,
-    unless the published champion's kind (`incumbent`) also finished: then a challenger
-    replaces it only if its score is at least `promotion_margin_percent` lower and its
-    Diebold-Mariano test against the incumbent is significant at `significance_level`.
+    The candidate with the lowest mean `metric` (ties to the simpler kind, the lower
+    `ModelSpec.rank`) wins, unless the published champion's kind (`incumbent`) also finished:
+    then a challenger replaces it only if its score is at least `promotion_margin_percent`
+    lower and its Diebold-Mariano test against the incumbent is significant at
+    `significance_level`.
     An incumbent with a `problem` cannot defend its title, so the best candidate wins.
 
     Raises:
@@ -135,7 +137,7 @@ def select_champion(
     if not finished:
         reasons = "; ".join(f"{r.kind}: {r.reason}" for r in results)
         raise TrainingError(f"Every candidate failed, so nothing is published. {reasons}")
-    ranked = sorted(finished, key=lambda kind: (finished[kind], MODEL_ORDER.index(kind)))
+    ranked = sorted(finished, key=lambda kind: (finished[kind], spec(kind).rank))
     best = ranked[0]
     decision: dict = {
         "metric": metric,
@@ -266,13 +268,19 @@ def _versus(
 
 
 def _rnn_note(champion: str, finished: dict[str, float], metric: str) -> str:
-    """Says when no RNN beats the champion, or when `linear` beats an RNN champion."""
-    rnns = {kind: score for kind, score in finished.items() if kind in RNN_KINDS}
-    if champion in RNN_KINDS:
-        linear = finished.get("linear")
-        if linear is not None and linear < finished[champion]:
-            return f" linear scores lower ({linear:.4g} {metric.upper()}) than {champion}."
-        return ""
+    """Says when no RNN beats the champion, or when a trained non-recurrent kind (`linear`)
+    beats an RNN champion."""
+    rnns = {kind: score for kind, score in finished.items() if spec(kind).recurrent}
+    if champion in rnns:
+        simpler = [
+            kind
+            for kind, score in finished.items()
+            if spec(kind).trains and not spec(kind).recurrent and score < finished[champion]
+        ]
+        if not simpler:
+            return ""
+        kind = min(simpler, key=lambda name: (finished[name], spec(name).rank))
+        return f" {kind} scores lower ({finished[kind]:.4g} {metric.upper()}) than {champion}."
     if not rnns:
         return ""
     best_rnn = min(rnns, key=lambda kind: rnns[kind])

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from forecasting.config import RNN_KINDS, ModelConfig
+from forecasting.config import ModelConfig
 from forecasting.errors import TrainingError
 from forecasting.evaluation import held_out_truth, insample_scale, predict_windows, score
-from forecasting.models import Forecaster, make_forecaster
+from forecasting.models import Forecaster, make_forecaster, spec
 from forecasting.windowing import Windows, full_history_windows
 
 Progress = Callable[[str], None]
@@ -93,7 +93,7 @@ def train_candidate(
                 forecaster = make_forecaster(
                     kind, config, len(windows.features), season_length, seed
                 )
-            logs_epochs = kind in RNN_KINDS
+            logs_epochs = spec(kind).recurrent  # Keras epochs to report
             callbacks = [_epoch_logger(f"{kind} fold {number}", say)] if logs_epochs else []
             forecaster.fit(windows.train, windows.validation, callbacks=callbacks)
             y_hat = predict_windows(forecaster, windows, windows.test)

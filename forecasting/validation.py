@@ -12,6 +12,7 @@ import pandas as pd
 from forecasting.config import DataConfig, EvaluationConfig, ModelConfig, season_for
 from forecasting.data import LoadedData
 from forecasting.errors import ConfigError, DataValidationError, InsufficientHistoryError
+from forecasting.models import spec
 from forecasting.windowing import min_series_length
 
 _SHOWN = 5  # offending rows quoted in a message
@@ -142,12 +143,15 @@ def _check_ids(frame: pd.DataFrame, column: str | None, where: str, label: str) 
 
 def _season_that_fits(freq: str, model: ModelConfig) -> int:
     season = season_for(freq, model.season_length)
-    if "seasonal_naive" in model.candidates and season > model.input_size:
+    # A kind whose model depends on season_length (seasonal_naive) reads one season per window.
+    seasonal = [k for k in model.candidates if spec(k).depends_on("model.season_length")]
+    if seasonal and season > model.input_size:
+        kind = seasonal[0]
         raise ConfigError(
-            f"seasonal_naive repeats the last season of {season} steps (frequency {freq!r}), but "
+            f"{kind} repeats the last season of {season} steps (frequency {freq!r}), but "
             f"each input window holds only input_size={model.input_size} steps. Raise "
             f"--input-size to at least {season}, set model.season_length, or drop "
-            "seasonal_naive from model.candidates."
+            f"{kind} from model.candidates."
         )
     return season
 

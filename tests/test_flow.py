@@ -174,7 +174,7 @@ def test_bad_data_fails_the_flow_with_one_line_and_no_traceback(
 
 def test_when_every_candidate_fails_nothing_is_published(published, monkeypatch) -> None:
     from flows.pipeline import forecast_pipeline
-    from forecasting.models import RNNForecaster
+    from forecasting.models.rnn import RNNForecaster
 
     config, summary = published
     before = (config.output_dir / "slice" / "latest").resolve()

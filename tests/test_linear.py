@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from forecasting.config import ModelConfig
-from forecasting.linear import ALPHAS, LinearForecaster, last_value_shift
+from forecasting.models.linear import ALPHAS, LinearForecaster, last_value_shift
 from forecasting.windowing import WindowSet
 
 HORIZON = 3
@@ -164,7 +164,7 @@ def test_fitting_and_forecasting_import_neither_keras_nor_scikit_learn() -> None
     code = (
         "import sys, numpy as np\n"
         "from forecasting.config import ModelConfig\n"
-        "from forecasting.linear import LinearForecaster\n"
+        "from forecasting.models.linear import LinearForecaster\n"
         "from forecasting.windowing import WindowSet\n"
         "x = np.random.default_rng(0).normal(size=(50, 6, 2)); y = x[:, -3:, 0]\n"
         "w = WindowSet(x, y, np.zeros(50, int), np.arange(50))\n"

@@ -127,14 +127,16 @@ def test_unloadable_published_model_is_found_and_named(tmp_path) -> None:
     found = find_incumbent(config, {"gru": 0.7})
     assert found is not None and found.model == "gru" and found.live_mase == 0.7
     assert found.problem.startswith("its files do not load")
-    changed = config.model_copy(update={"model": config.model.model_copy(update={"units": 8})})
+    # units does not change a naive model (its recipe), so only the horizon is named
+    update = {"units": 8, "horizon": 12}
+    changed = config.model_copy(update={"model": config.model.model_copy(update=update)})
     manifest["run_id"] = "20240102T000000-bbbbbbbbbb"
     manifest["champion"]["model"] = "naive"
     manifest["as_of"] = "2024-01-02T00:00:00"
     publish_run(tmp_path, "demo", manifest["run_id"], {"forecast.parquet": forecast}, manifest)
     moved = find_incumbent(changed, {})
     assert moved is not None and moved.model == "naive"
-    assert moved.problem == "its settings differ from this run's (model.units: 64 -> 8)"
+    assert moved.problem == "its settings differ from this run's (model.horizon: 24 -> 12)"
     assert find_incumbent(PipelineConfig(output_dir=tmp_path, name="none"), {}) is None
 
 

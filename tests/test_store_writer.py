@@ -111,7 +111,7 @@ def test_an_unsealed_leftover_of_the_same_id_is_replaced(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_published_model_reloads_and_predicts_identically(tmp_path: Path, tiny_model) -> None:
-    from forecasting.models import RNNForecaster
+    from forecasting.models.rnn import RNNForecaster
     from forecasting.store.model_files import load_published_model
     from forecasting.windowing import WindowSet
 

@@ -8,7 +8,7 @@ import pytest
 from forecasting.backtest import collect
 from forecasting.config import PipelineConfig
 from forecasting.errors import TrainingError
-from forecasting.models import RNNForecaster
+from forecasting.models.rnn import RNNForecaster
 from forecasting.outputs import forecast_candidates
 from forecasting.training import train_candidate
 from forecasting.validation import ValidatedData
@@ -41,7 +41,7 @@ def test_a_nan_loss_marks_the_candidate_failed_with_its_reason(windows, tiny_mod
 
 
 def test_non_finite_forecasts_mark_the_candidate_failed(folds, tiny_model, monkeypatch) -> None:
-    from forecasting.models import RNNForecaster
+    from forecasting.models.rnn import RNNForecaster
 
     monkeypatch.setattr(
         RNNForecaster, "predict", lambda self, inputs: np.full((len(inputs), 6), np.inf)

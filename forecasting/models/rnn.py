@@ -1,7 +1,7 @@
-"""The candidates: naive baselines and one builder for SimpleRNN, GRU and LSTM forecasters.
+"""The recurrent candidates: one builder for SimpleRNN, GRU and LSTM forecasters.
 
-Every candidate answers `fit(train, validation)` and `predict(inputs)` on scaled windows
-(see `windowing.WindowSet`), so the pipeline treats them all alike.
+The three kinds share the builder and every argument (units, layers, dropout,
+recurrent_dropout, segment_length, seed), so the SimpleRNN baseline is a fair comparison.
 """
 
 from __future__ import annotations
@@ -9,87 +9,25 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from forecasting.config import RNN_KINDS, ModelConfig
-from forecasting.linear import LinearForecaster, last_value_shift
-from forecasting.windowing import WindowSet
+from forecasting.models.linear import last_value_shift
+from forecasting.models.registry import KERAS_FILE, ModelSpec
 
+if TYPE_CHECKING:
+    from forecasting.config import ModelConfig
+    from forecasting.windowing import WindowSet
+
+# Each recurrent kind: the Keras layer it stacks and its tie-break rank (simplest first).
+# Every other argument is shared.
+_KINDS = {"simple_rnn": ("SimpleRNN", 40), "gru": ("GRU", 50), "lstm": ("LSTM", 60)}
 _PREDICT_BATCH = 512
 # Training batches per compiled Keras call. It only saves per-batch Python overhead: the
 # updates, their order and the result are the same. benchmarks/speed.py measured GRU(64) on
 # ETTh1: 0.40 -> 0.36 s per epoch, 17.4 -> 15.0 s to early stopping, bit-identical test MSE.
 STEPS_PER_EXECUTION = 16
-
-
-class Forecaster(Protocol):
-    """What every candidate answers, baselines included."""
-
-    kind: str
-    trains: bool  # whether fitting changes it (False for the naive baselines)
-    epochs_trained: int
-    best_epoch: int
-    stopped_by_budget: bool
-
-    def fit(
-        self, train: WindowSet, validation: WindowSet, callbacks: list | None = None
-    ) -> Forecaster: ...
-
-    def finetune(self, windows: WindowSet, epochs: int) -> Forecaster: ...
-
-    def predict(self, inputs: np.ndarray) -> np.ndarray: ...
-
-    def to_bytes(self) -> bytes | None: ...
-
-
-class _Baseline:
-    """What the naive baselines share: nothing to fit, fine-tune or save."""
-
-    kind = ""
-    trains = False
-    epochs_trained = 0
-    best_epoch = 0
-    stopped_by_budget = False
-
-    def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
-        return self
-
-    def finetune(self, windows: WindowSet, epochs: int):
-        return self
-
-    def to_bytes(self) -> None:
-        return None
-
-
-class NaiveForecaster(_Baseline):
-    """Repeats the last observed value of the target for every horizon step."""
-
-    kind = "naive"
-
-    def __init__(self, horizon: int) -> None:
-        self.horizon = horizon
-
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Maps inputs of shape (n, input_size, n_features) to forecasts of shape (n, horizon)."""
-        return np.repeat(inputs[:, -1:, 0], self.horizon, axis=1)
-
-
-class SeasonalNaiveForecaster(_Baseline):
-    """Repeats the last observed season of the target."""
-
-    kind = "seasonal_naive"
-
-    def __init__(self, horizon: int, season_length: int) -> None:
-        self.horizon = horizon
-        self.season_length = season_length
-
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Maps inputs of shape (n, input_size, n_features) to forecasts of shape (n, horizon)."""
-        season = inputs[:, -self.season_length :, 0]
-        steps = np.arange(self.horizon) % self.season_length
-        return season[:, steps]
 
 
 def build_rnn(
@@ -118,13 +56,9 @@ def build_rnn(
     """
     import keras
 
-    layer_class = {
-        "simple_rnn": keras.layers.SimpleRNN,
-        "gru": keras.layers.GRU,
-        "lstm": keras.layers.LSTM,
-    }.get(kind)
-    if layer_class is None:
-        raise ValueError(f"Unknown RNN kind {kind!r}; expected one of {RNN_KINDS}.")
+    if kind not in _KINDS:
+        raise ValueError(f"Unknown RNN kind {kind!r}; expected one of {tuple(_KINDS)}.")
+    layer_class = getattr(keras.layers, _KINDS[kind][0])
     inputs = keras.Input((input_size, n_features), name="window")
     hidden = inputs
     segment_length = min(segment_length, input_size)
@@ -299,14 +233,39 @@ def _time_budget(seconds: float):
     return TimeBudget()
 
 
-def make_forecaster(
+def _build_rnn_forecaster(
     kind: str, config: ModelConfig, n_features: int, season_length: int, seed: int
-) -> Forecaster:
-    """Builds an untrained candidate of `kind` with one shared set of settings."""
-    if kind == "naive":
-        return NaiveForecaster(config.horizon)
-    if kind == "seasonal_naive":
-        return SeasonalNaiveForecaster(config.horizon, season_length)
-    if kind == "linear":
-        return LinearForecaster(config, seed)
+) -> RNNForecaster:
     return RNNForecaster(kind, config, n_features, seed)
+
+
+# Settings that change what an RNN learns; time_budget_seconds only bounds the cost.
+_RNN_RECIPE = (
+    "model.horizon",
+    "model.input_size",
+    "model.units",
+    "model.layers",
+    "model.dropout",
+    "model.recurrent_dropout",
+    "model.normalize_window",
+    "model.segment_length",
+    "model.max_epochs",
+    "model.patience",
+    "model.batch_size",
+    "model.learning_rate",
+    "model.finetune_epochs",
+    "data.covariates",
+)
+
+SPECS = tuple(
+    ModelSpec(
+        name=kind,
+        rank=rank,
+        trains=True,
+        recurrent=True,
+        build=_build_rnn_forecaster,
+        recipe_fields=_RNN_RECIPE,
+        model_file=KERAS_FILE,
+    )
+    for kind, (_, rank) in _KINDS.items()
+)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from forecasting.config import ModelConfig
-from forecasting.windowing import WindowSet
+from forecasting.models.registry import KERAS_FILE, ModelSpec
+
+if TYPE_CHECKING:
+    from forecasting.config import ModelConfig
+    from forecasting.windowing import WindowSet
 
 # Ridge penalties tried on validation, half a decade apart. The penalty is on the sum of squared
 # errors (as in scikit-learn's Ridge), so the grid reaches past the Gram matrix's eigenvalues
@@ -208,3 +212,28 @@ class LinearForecaster:
         if self.coefficients is None or self.intercept is None:
             raise RuntimeError("LinearForecaster is not fitted; call fit() before using it.")
         return self.coefficients, self.intercept
+
+
+def _build_linear(
+    kind: str, config: ModelConfig, n_features: int, season_length: int, seed: int
+) -> LinearForecaster:
+    return LinearForecaster(config, seed)
+
+
+SPECS = (
+    ModelSpec(
+        name=LinearForecaster.kind,
+        rank=30,
+        trains=True,
+        recurrent=False,
+        build=_build_linear,
+        recipe_fields=(
+            "model.horizon",
+            "model.input_size",
+            "model.normalize_window",
+            "model.finetune_epochs",  # 0 keeps the backtest's coefficients, > 0 refits them
+            "data.covariates",
+        ),
+        model_file=KERAS_FILE,
+    ),
+)
