@@ -12,12 +12,14 @@ import tomllib
 from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import ErrorDetails
 
 from forecasting.errors import ConfigError
+
+if TYPE_CHECKING:  # pydantic's own component, pinned by pydantic: for the type only
+    from pydantic_core import ErrorDetails
 
 
 def _bundled_sample() -> Path:

@@ -24,17 +24,12 @@ from forecasting.training import CandidateResult, finetune_champion
 from forecasting.validation import ValidatedData
 from forecasting.windowing import Windows, last_inputs
 
-_VERSIONED = (
-    "recurrent-forecast",
-    "numpy",
-    "pandas",
-    "keras",
-    "tensorflow",
-    "tensorflow-cpu",
-    "scikit-learn",
-    "prefect",
-    "pyarrow",
-)
+# Packages whose version can change a run's numbers: the fingerprint (and so the run id) holds
+# them. scipy's p-values decide promotions. The library's own code is `_code_digest`'s part.
+_RESULT_PACKAGES = ("numpy", "pandas", "scipy", "keras", "tensorflow", "tensorflow-cpu")
+# The manifest records these too, for the record only: they move data and runs around (Prefect,
+# pyarrow reads bytes that the data hash already covers) without changing a number.
+_RECORDED_PACKAGES = ("recurrent-forecast", *_RESULT_PACKAGES, "pyarrow", "prefect")
 
 
 def forecast_future(
@@ -195,7 +190,7 @@ def build_manifest(
         "config": config.model_dump(mode="json"),
         "season_length": data.season_length,
         "seeds": {"seed": config.seed, "per_candidate": {r.kind: config.seed for r in results}},
-        "versions": {"python": platform.python_version(), **_versions()},
+        "versions": {"python": platform.python_version(), **_versions(_RECORDED_PACKAGES)},
         "champion": {
             "model": choice.model,
             "reason": choice.reason,
@@ -238,7 +233,7 @@ def fingerprint(config: PipelineConfig, data: ValidatedData) -> str:
     document = {
         "data": data.sha256,
         "config": settings,
-        "versions": _versions(),
+        "versions": _versions(_RESULT_PACKAGES),
         "code": _code_digest(),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
@@ -252,9 +247,10 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def _versions() -> dict[str, str]:
+def _versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of those of `names` that are installed."""
     versions = {}
-    for name in _VERSIONED:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
