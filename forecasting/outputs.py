@@ -226,7 +226,8 @@ def build_manifest(
 def fingerprint(config: PipelineConfig, data: ValidatedData) -> str:
     """Hex sha256 of what determines a run's result: the data's bytes, every setting that
     shapes the models (not where outputs go, where the file lies or how large it may be), the
-    seed and versions. The as-of is a setting, so a replay gets its own run id."""
+    seed and the versions of the packages that compute the numbers. The as-of is a setting,
+    so a replay gets its own run id."""
     settings = config.model_dump(mode="json", exclude={"name", "output_dir", "keep_runs"})
     for key in ("path", "max_file_bytes"):
         settings["data"].pop(key)
