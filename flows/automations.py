@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
+from typing import cast
 
 CRASH_AUTOMATION = "recurrent-crashed-heartbeat"
 FAILURE_AUTOMATION = "recurrent-scheduled-failure"
@@ -101,7 +102,8 @@ def install(
         automations.append(failure_automation(_notification_block(webhook_url, block)))
     for automation in automations:
         with contextlib.suppress(ValueError):  # ValueError: none of that name yet
-            Automation.read(name=automation.name).delete()
+            # Called from sync code, so it returns the automation; Prefect's stubs say coroutine.
+            cast(Automation, Automation.read(name=automation.name)).delete()
         automation.create()
     return [automation.name for automation in automations]
 
@@ -110,7 +112,7 @@ def _notification_block(webhook_url: str | None, block: str | None):
     from prefect.blocks.notifications import CustomWebhookNotificationBlock, NotificationBlock
 
     if block:
-        return NotificationBlock.load(block)._block_document_id
+        return cast(NotificationBlock, NotificationBlock.load(block))._block_document_id
     webhook = CustomWebhookNotificationBlock(
         name="recurrent",
         url=webhook_url,

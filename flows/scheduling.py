@@ -76,10 +76,15 @@ def newer_due_run(run: DeploymentRun) -> str | None:
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=1,
         )
-    newer = [r for r in due if r.expected_start_time and r.expected_start_time > run.expected_start]
+    newer = [
+        (r.name, due_at)
+        for r in due
+        if (due_at := r.expected_start_time) is not None and due_at > run.expected_start
+    ]
     if not newer:
         return None
-    return f"flow run {newer[0].name!r}, due at {newer[0].expected_start_time.isoformat()}"
+    name, due_at = newer[0]
+    return f"flow run {name!r}, due at {due_at.isoformat()}"
 
 
 def published_as_of(output_dir: Path, name: str) -> pd.Timestamp | None:

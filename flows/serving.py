@@ -8,10 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from forecasting.config import PROJECT_ROOT, build_config
+from forecasting.config import build_config
 from forecasting.errors import ConfigError
 
-DEPLOY_FILE = PROJECT_ROOT / "deploy" / "prefect.yaml"
+# Resolved against the working directory, not shipped in the wheel: the file is the operator's
+# to edit, and `prefect deploy --prefect-file deploy/prefect.yaml` and its workers read it (and
+# the entrypoint flows/pipeline.py it names) from a checkout anyway. Relative paths in its
+# parameters resolve against the working directory of each run.
+DEPLOY_FILE = Path("deploy") / "prefect.yaml"
 # A run whose process dies stops sending heartbeats; the crash automation (flows/automations.py)
 # marks it Crashed after `HEARTBEAT_SECONDS` plus a margin, which frees its concurrency slot.
 HEARTBEAT_SECONDS = 30
@@ -27,6 +31,13 @@ def read_deployments(path: Path = DEPLOY_FILE) -> list[dict]:
 
     try:
         spec = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        where = "" if Path(path).is_absolute() else f" in the working directory {str(Path.cwd())!r}"
+        raise ConfigError(
+            f"Deployment file {str(path)!r} does not exist{where}. Run `forecast serve` from "
+            "the folder that holds deploy/prefect.yaml (the repository root) or pass "
+            "--file path/to/prefect.yaml."
+        ) from None
     except OSError as error:
         raise ConfigError(f"Cannot read {str(path)!r}: {error.strerror or error}.") from None
     except yaml.YAMLError as error:

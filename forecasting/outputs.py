@@ -26,17 +26,12 @@ from forecasting.training import CandidateResult, finetune_champion
 from forecasting.validation import ValidatedData
 from forecasting.windowing import Windows, last_inputs
 
-_VERSIONED = (
-    "recurrent-forecast",
-    "numpy",
-    "pandas",
-    "keras",
-    "tensorflow",
-    "tensorflow-cpu",
-    "scikit-learn",
-    "prefect",
-    "pyarrow",
-)
+# Packages whose version can change a run's numbers: the fingerprint (and so the run id) holds
+# them. scipy's p-values decide promotions. The library's own code is `_code_digest`'s part.
+_RESULT_PACKAGES = ("numpy", "pandas", "scipy", "keras", "tensorflow", "tensorflow-cpu")
+# The manifest records these too, for the record only: they move data and runs around (Prefect,
+# pyarrow reads bytes that the data hash already covers) without changing a number.
+_RECORDED_PACKAGES = ("recurrent-forecast", *_RESULT_PACKAGES, "pyarrow", "prefect")
 
 
 def forecast_future(
@@ -199,7 +194,7 @@ def build_manifest(
         "config": config.model_dump(mode="json"),
         "season_length": data.season_length,
         "seeds": {"seed": config.seed, "per_candidate": {r.kind: config.seed for r in results}},
-        "versions": {"python": platform.python_version(), **_versions()},
+        "versions": {"python": platform.python_version(), **_versions(_RECORDED_PACKAGES)},
         "champion": {
             "model": choice.model,
             "reason": choice.reason,
@@ -237,14 +232,15 @@ def build_manifest(
 def fingerprint(config: PipelineConfig, data: ValidatedData) -> str:
     """Hex sha256 of what determines a run's result: the data's bytes, every setting that
     shapes the models (not where outputs go, where the file lies or how large it may be), the
-    seed and versions. The as-of is a setting, so a replay gets its own run id."""
+    seed and the versions of the packages that compute the numbers. The as-of is a setting,
+    so a replay gets its own run id."""
     settings = config.model_dump(mode="json", exclude={"name", "output_dir", "keep_runs"})
     for key in ("path", "max_file_bytes"):
         settings["data"].pop(key)
     document = {
         "data": data.sha256,
         "config": settings,
-        "versions": _versions(),
+        "versions": _versions(_RESULT_PACKAGES),
         "code": _code_digest(),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
@@ -262,9 +258,10 @@ def _code_digest(package: Path = Path(__file__).parent) -> str:
     return digest.hexdigest()
 
 
-def _versions() -> dict[str, str]:
+def _versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of those of `names` that are installed."""
     versions = {}
-    for name in _VERSIONED:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
-from flows.serving import DEPLOY_FILE, read_deployments, to_deployments
-from forecasting.config import build_config
+from flows import serving
+from flows.serving import read_deployments, to_deployments
+from forecasting.config import DEFAULT_DATA, build_config
 from forecasting.errors import ConfigError
+
+PROJECT = Path(__file__).resolve().parent.parent
+DEPLOY_FILE = PROJECT / serving.DEPLOY_FILE  # `forecast serve` reads it relative to the cwd
 
 
 def test_the_shipped_deployments_are_scheduled_limited_and_valid() -> None:
@@ -23,7 +29,9 @@ def test_the_shipped_deployments_are_scheduled_limited_and_valid() -> None:
         assert "recurrent" in deployment.tags and deployment.description
         config = build_config(deployment.parameters["config"])
         assert config.name == deployment.name and config.replay is not None
-        assert config.data.path.is_absolute() and config.output_dir.is_absolute()
+        # Relative outputs land in the working directory of the run: where `forecast serve`
+        # runs, or where `prefect deploy` ran (its set_working_directory pull step) for a worker.
+        assert config.data.path == DEFAULT_DATA and config.output_dir == Path("outputs")
     raw = yaml.safe_load(DEPLOY_FILE.read_text())
     assert all(d["work_pool"]["name"] == "recurrent-process" for d in raw["deployments"])
 
@@ -39,3 +47,9 @@ def test_a_bad_parameter_is_one_line_naming_the_deployment(tmp_path) -> None:
     empty.write_text("deployments: []\n")
     with pytest.raises(ConfigError, match="lists no deployments"):
         read_deployments(empty)
+
+
+def test_a_missing_file_names_the_working_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist in the working directory .*--file"):
+        read_deployments(serving.DEPLOY_FILE)

@@ -237,7 +237,19 @@ def test_config_file_paths_resolve_against_the_config_folder(tmp_path, monkeypat
     config = build_config(load_config_file(folder / "pipeline.toml"), base_dir=folder)
     assert config.data.path == folder / "inputs" / "series.csv"
     assert config.output_dir == folder / "published"
-    assert PipelineConfig().data.path == ETTH1  # defaults: the project, not the cwd
+    # Defaults never depend on the config file: the bundled sample, and ./outputs of the run.
+    defaults = build_config({}, base_dir=folder)
+    assert defaults.data.path.read_bytes() == ETTH1.read_bytes()
+    assert defaults.output_dir == Path("outputs")
+
+
+def test_a_home_relative_path_expands_without_a_config_file(tmp_path, monkeypatch) -> None:
+    from forecasting.config import build_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = build_config({"output_dir": "~/published", "data": {"path": "~/series.csv"}})
+    assert config.output_dir == tmp_path / "published"
+    assert config.data.path == tmp_path / "series.csv"
 
 
 def test_a_hung_run_is_stopped_by_the_flow_timeout(prefect_harness, tiny_config, monkeypatch):

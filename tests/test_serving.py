@@ -6,6 +6,7 @@ sees the leaderboard and the chart on the artifact pages."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.slow
 
 DEPLOYMENT = "forecast-pipeline/slice"
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+# .ci/run sets it after installing chromium, so there a missing browser fails the test.
+REQUIRE_BROWSER = "RECURRENT_REQUIRE_BROWSER"
 
 
 def deploy_file(folder: Path, anchor: datetime) -> Path:
@@ -42,6 +45,19 @@ def deploy_file(folder: Path, anchor: datetime) -> Path:
         "replay": {"anchor": anchor.isoformat(), "start": "2016-08-15T00:00:00"},
     }
     return write_deploy_file(folder, {"slice": config, "backlog": config})
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium; without it the browser test is skipped (before a server starts),
+    or fails when RECURRENT_REQUIRE_BROWSER=1."""
+    found = shutil.which("chromium")
+    if found is None:
+        message = "This test needs Debian's chromium: apt-get install chromium (.ci/run does)."
+        if os.environ.get(REQUIRE_BROWSER) == "1":
+            pytest.fail(f"{message} {REQUIRE_BROWSER}=1 makes its absence a failure.")
+        pytest.skip(f"{message} Set {REQUIRE_BROWSER}=1 to fail instead of skipping.")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -184,27 +200,25 @@ def test_a_backlog_of_late_scheduled_runs_publishes_once(served) -> None:
     assert "superseded" in report.lower() and "already published" in report
 
 
-def test_the_artifact_pages_show_the_leaderboard_and_the_chart(served) -> None:
+def test_the_artifact_pages_show_the_leaderboard_and_the_chart(chromium, served) -> None:
     api_url, _, _ = served
     with client_for(api_url) as client:
         run_id = trigger(client)
         final(client, [run_id])
         found = artifacts_of(client, run_id)
     ui = api_url.removesuffix("/api")
-    board = dump_dom(f"{ui}/artifacts/artifact/{found['slice-leaderboard'].id}")
+    board = dump_dom(chromium, f"{ui}/artifacts/artifact/{found['slice-leaderboard'].id}")
     for model in ("naive", "seasonal_naive", "linear"):
         assert f">{model}<" in board
-    chart = dump_dom(f"{ui}/artifacts/artifact/{found['slice-forecast-chart'].id}")
+    chart = dump_dom(chromium, f"{ui}/artifacts/artifact/{found['slice-forecast-chart'].id}")
     assert "<img" in chart and "data:image/svg+xml;base64," in chart
 
 
-def dump_dom(url: str) -> str:
-    if shutil.which("chromium") is None:
-        pytest.fail("This test needs Debian's chromium: apt-get install chromium (.ci/run does).")
+def dump_dom(chromium: str, url: str) -> str:
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
             [
-                "chromium",
+                chromium,
                 "--headless",
                 "--no-sandbox",
                 "--disable-gpu",
