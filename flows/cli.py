@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -47,7 +49,9 @@ OUTPUT_DIR = options.default("output_dir")
 @options.with_config_options()
 def run(config_file: ConfigFile = None, **given: object) -> None:
     """Train every candidate on the data, choose the champion and publish its forecast."""
-    config = _checked(_build(config_file, given))
+    with _user_mistakes():
+        config = options.build(config_file, given)
+        _check_data(config)
     started = time.perf_counter()
     server = _prepare(config)
     summary = _run_flow(config, server)
@@ -75,12 +79,10 @@ def backfill(
     publish each as a run (a run already published for the same inputs is reused)."""
     from forecasting.clock import backfill_times
 
-    try:
+    with _user_mistakes():
         times = backfill_times(start, end, every)
-    except ForecastingError as error:
-        _fail(error)
-    config = _build(config_file, {**given, "as_of": times[0].isoformat()})
-    _checked(config)  # the oldest point needs the most history: a user mistake shows here
+        config = options.build(config_file, {**given, "as_of": times[0].isoformat()})
+        _check_data(config)  # the oldest as-of has the least history: a mistake shows here
     server = _prepare(config)
     typer.echo(f"Backfilling {len(times)} runs from {times[0]} to {times[-1]} every {every}")
     for moment in times:
@@ -99,11 +101,9 @@ def show(
     """Print the latest champion, its leaderboard and the head of its forecast."""
     from forecasting.reading import read_latest
 
-    try:
+    with _user_mistakes():
         build_config({"name": name})  # a name must not lead out of the output folder
         latest = read_latest(output_dir, name)
-    except ForecastingError as error:
-        _fail(error)
     printing.latest_run(latest, rows)
     printing.trend(output_dir, name)
 
@@ -118,11 +118,9 @@ def rollback(
     run that publishes moves it on, and takes that run's champion as the one to beat."""
     from forecasting.publishing import rollback as point_latest
 
-    try:
+    with _user_mistakes():
         build_config({"name": name})
         run_dir = point_latest(output_dir, name, to)
-    except ForecastingError as error:
-        _fail(error)
     typer.echo(f"latest of {name} now points at {run_dir}")
 
 
@@ -140,18 +138,14 @@ def serve(
     server (PREFECT_API_URL); see deploy/README.md."""
     from flows.serving import read_deployments
 
-    try:
+    with _user_mistakes():
         entries = read_deployments(file)
-    except ForecastingError as error:
-        _fail(error)
     environment.prepare(lean_server=False)  # serving needs a full server
     from flows.serving import serve as serve_deployments
 
     names = [item.strip() for item in only.split(",") if item.strip()] if only else None
-    try:
+    with _user_mistakes():
         serve_deployments(file, names)
-    except ForecastingError as error:
-        _fail(error)
     typer.echo(f"Stopped serving {len(entries)} deployments.")
 
 
@@ -183,34 +177,33 @@ def automations(
         typer.echo(f"Created automation {name}")
 
 
-def _fail(error: ForecastingError) -> NoReturn:
-    typer.echo(f"Error: {error}", err=True)
-    raise typer.Exit(USER_ERROR_EXIT)
-
-
-def _build(config_file: Path | None, given: dict[str, object]) -> PipelineConfig:
+@contextmanager
+def _user_mistakes() -> Iterator[None]:
+    """Turns a `ForecastingError` into one `Error:` line and exit 2; anything else is a bug
+    and keeps its traceback."""
     try:
-        return options.build(config_file, given)
+        yield
     except ForecastingError as error:
-        _fail(error)
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(USER_ERROR_EXIT) from None
 
 
-def _checked(config: PipelineConfig) -> PipelineConfig:
+def _check_data(config: PipelineConfig) -> None:
     """Loads and validates the data as the flow will, before TensorFlow or Prefect is imported,
-    so a user mistake costs one line and exit 2; repairs are printed as warnings."""
+    so that a user mistake fails fast; repairs are printed as warnings.
+
+    Raises:
+        ForecastingError: The data cannot be used as configured.
+    """
     from forecasting.data import load_series
     from forecasting.validation import validate
 
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            loaded = load_series(config.data)
-            validate(loaded, config.data, config.model, config.evaluation, config.as_of)
-    except ForecastingError as error:
-        _fail(error)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_series(config.data)
+        validate(loaded, config.data, config.model, config.evaluation, config.as_of)
     for warning in caught:
         typer.echo(f"Warning: {warning.message}", err=True)
-    return config
 
 
 def _prepare(config: PipelineConfig) -> TemporaryServer | None:
