@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from flows import options
 from flows.cli import app
-from forecasting.config import PROJECT_ROOT, build_config
+from forecasting.config import build_config
+from tests.conftest import PROJECT
 
 # Every flag the CLI has offered; none may disappear.
 FLAGS = [
@@ -32,8 +33,8 @@ def expected_default(default: object) -> str:
     """The field's default as a person would write it, independently of `default_text`."""
     if isinstance(default, tuple):
         return ",".join(default)
-    if isinstance(default, Path):
-        return f"{default.relative_to(PROJECT_ROOT)} in the project"
+    if isinstance(default, Path) and default.is_relative_to(PROJECT):
+        return f"{default.relative_to(PROJECT)} in the project"
     return str(default)
 
 
@@ -82,5 +83,6 @@ def test_options_override_the_config_file_and_leave_the_rest(tmp_path: Path) -> 
 
 def test_show_and_rollback_take_output_dir_from_the_config_field() -> None:
     info = options.field("output_dir")
+    shown = f"{info.description} Default: {expected_default(info.default)}."
     for command in ("show", "rollback"):
-        assert f"{info.description} Default: outputs in the project." in help_text(command)
+        assert shown in help_text(command)
