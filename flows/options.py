@@ -98,7 +98,8 @@ def default(path: str) -> Any:
 
 def with_config_options(leave_out: tuple[str, ...] = ()) -> Callable[[Command], Command]:
     """Gives a command every option of `OPTIONS` but `leave_out`, after its own parameters;
-    the command takes them as `**options`, each None unless given (see `build`)."""
+    the command takes them as keyword arguments (`**given`), each None unless given, for
+    `build`. Typer reads the parameters from the signature this sets."""
 
     def add_options(command: Command) -> Command:
         own = inspect.signature(command, eval_str=True).parameters.values()
