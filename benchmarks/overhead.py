@@ -55,12 +55,12 @@ def plain(output_dir: Path) -> None:
 def flow(output_dir: Path) -> None:
     """What `forecast run` does after its data check: the same settings, the temporary server
     started early (none when PREFECT_API_URL is set), then the flow."""
-    from flows.cli import _quiet_environment, _run_flow, _start_server
+    from flows import environment
     from forecasting.config import PipelineConfig
 
     config = PipelineConfig(output_dir=output_dir)
-    _quiet_environment()
-    _run_flow(config, _start_server(config))
+    environment.prepare()
+    environment.run_flow(config, environment.start_server(config))
 
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import cast
 from uuid import UUID
 
 import pandas as pd
@@ -72,9 +73,10 @@ class Progress:
 
     def __init__(self, name: str, steps: int) -> None:
         self.steps, self.done = max(steps, 1), 0
-        self.id: UUID = create_progress_artifact(
+        created = create_progress_artifact(
             0.0, key=key(name, "training-progress"), description="Candidates trained."
         )
+        self.id = cast(UUID, created)  # called from sync code, it returns the id itself
 
     def advance(self, what: str) -> None:
         self.done += 1

@@ -100,9 +100,9 @@ class TemporaryServer:
     def run_settings(self) -> AbstractContextManager:
         """Prefect settings for the flow runs this server records: no flow-run heartbeats,
         unless it runs triggers. Heartbeats matter only to triggers (Recurrent's crash
-        automation) and this server runs none unless told to (flows/cli.py), while each run's
-        heartbeat thread, which sleeps in 1 s steps and is joined at the run's end, held every
-        run up to 1 s."""
+        automation) and this server runs none unless told to (flows/environment.py), while each
+        run's heartbeat thread, which sleeps in 1 s steps and is joined at the run's end, held
+        every run up to 1 s."""
         from prefect.settings import (
             PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
             get_current_settings,

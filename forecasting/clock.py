@@ -71,3 +71,28 @@ def scheduled_as_of(
             f"{start.isoformat()} {cycle} time(s); this cycle publishes separately."
         )
     return ScheduledAsOf(as_of, int(cycle) + 1, note)
+
+
+def backfill_times(start: str, end: str, every: str) -> pd.DatetimeIndex:
+    """The as-of times a backfill replays: from `start` to `end` inclusive, oldest first.
+
+    Args:
+        start, end: Timestamps such as '2018-06-01 00:00'.
+        every: The step between them, a positive pandas Timedelta such as '24h' or '1D'.
+
+    Raises:
+        ConfigError: A value does not parse, or together they give no time.
+    """
+    try:
+        step = pd.Timedelta(every)
+        if step > pd.Timedelta(0):  # checked first: pandas divides by a zero step
+            times = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq=step)
+            if len(times) > 0:
+                return times
+    except (ValueError, TypeError):  # TypeError: one time has an offset, the other none
+        pass
+    raise ConfigError(
+        f"--start {start!r}, --end {end!r} and --every {every!r} give no as-of times: use "
+        "timestamps such as '2018-06-01 00:00' (both with an offset or neither) with START <= "
+        "END and a positive step such as 24h."
+    )

@@ -60,13 +60,19 @@ class DataConfig(_Frozen):
         (), description="Extra numeric columns fed to the RNNs as past inputs."
     )
     freq: str | None = Field(
-        None, description="pandas frequency such as 'h' or '15min'; inferred when empty."
+        None,
+        description="pandas frequency such as 'h' or '15min'; empty: the most common step in "
+        "the file.",
     )
     na_values: tuple[str, ...] = Field(
         (), description="Extra text markers to read as missing values, such as '--'."
     )
     max_fill: int = Field(
-        12, ge=0, le=10_000, description="Longest run of missing steps filled by interpolation."
+        12,
+        ge=0,
+        le=10_000,
+        description="Longest run of missing steps (absent timestamps or empty values) filled by "
+        "interpolation; longer gaps are refused.",
     )
     max_file_bytes: int = Field(
         2 * 1024**3,
@@ -140,7 +146,12 @@ class ModelConfig(_Frozen):
         description="Input steps each recurrent step reads (capped at input_size); 1 reads the "
         "window step by step, 24 reads one day of hourly data per step (as SegRNN does).",
     )
-    max_epochs: int = Field(100, ge=1, le=10_000, description="Upper bound on training epochs.")
+    max_epochs: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="Upper bound on training epochs (early stopping usually ends sooner).",
+    )
     patience: int = Field(
         5, ge=1, le=1000, description="Epochs without validation improvement before stopping."
     )
@@ -264,7 +275,13 @@ class PipelineConfig(_Frozen):
         description="Published runs kept per pipeline, newest as-of first; older ones are "
         "deleted after each publish (never the one `latest` points to).",
     )
-    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for every random choice.")
+    seed: int = Field(
+        42,
+        ge=0,
+        le=2**31 - 1,
+        description="Seed for every random choice; the same data, config and seed give the "
+        "same forecast.",
+    )
     as_of: datetime | None = Field(
         None,
         description="Forecast as of this time (ISO-8601, with an offset when the data carry "

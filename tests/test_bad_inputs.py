@@ -311,8 +311,8 @@ def test_the_battery_covers_twenty_cases_each_with_one_policy():
 
 @pytest.fixture(autouse=True)
 def own_environment():
-    """Undoes what `forecast run` sets in its process's environment (`_quiet_environment`), so
-    in-process runs leave nothing behind for later tests."""
+    """Undoes what `forecast run` sets in its process's environment
+    (`flows.environment.prepare`), so in-process runs leave nothing behind for later tests."""
     saved = dict(os.environ)
     yield
     os.environ.clear()

@@ -1,5 +1,6 @@
-"""The CLI's environment: concurrent `forecast run`s get separate temporary-server databases,
-and a user's own Prefect server or database settings are left alone."""
+"""The Prefect environment the CLI runs flows in (flows/environment.py): concurrent
+`forecast run`s get separate temporary-server databases, and a user's own Prefect server or
+database settings are left alone."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from flows.cli import _TEMPORARY_SERVER_SETTINGS, _quiet_environment
+from flows.environment import TEMPORARY_SERVER_SETTINGS, prepare
 from tests.helpers.prefect_server import own_prefect_environment
 
 DATABASE = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
@@ -21,7 +22,7 @@ SETTINGS = (
     "PREFECT_API_DATABASE_CONNECTION_URL",
     "PREFECT_API_URL",
     "PREFECT_HOME",
-    *_TEMPORARY_SERVER_SETTINGS,
+    *TEMPORARY_SERVER_SETTINGS,
 )
 
 
@@ -40,7 +41,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 
 def test_a_lone_run_keeps_prefects_default_database(clean_environment: Path) -> None:
-    _quiet_environment()
+    prepare()
     assert DATABASE not in os.environ
 
 
@@ -48,21 +49,21 @@ def test_the_temporary_server_skips_the_event_feed_unless_told_otherwise(
     clean_environment: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED", "true")  # the user's choice
-    _quiet_environment()
+    prepare()
     assert os.environ["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "true"
     assert os.environ["PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED"] == "false"
     assert os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "120"
 
 
 def test_serving_keeps_every_server_service(clean_environment: Path) -> None:
-    _quiet_environment(lean_server=False)
-    assert not _TEMPORARY_SERVER_SETTINGS.keys() & os.environ.keys()
+    prepare(lean_server=False)
+    assert not TEMPORARY_SERVER_SETTINGS.keys() & os.environ.keys()
 
 
 def test_a_run_started_while_another_runs_gets_its_own_database(clean_environment: Path) -> None:
     clean_environment.mkdir()
     with FileLock(clean_environment / ".recurrent-server-0.lock"):  # another `forecast run`
-        _quiet_environment()
+        prepare()
     assert os.environ[DATABASE] == f"sqlite+aiosqlite:///{clean_environment / 'recurrent-1.db'}"
 
 
@@ -75,10 +76,10 @@ def test_a_users_own_server_or_database_is_left_alone(
     monkeypatch.setenv(setting, "http://prefect.example:4200/api")
     clean_environment.mkdir()
     with FileLock(clean_environment / ".recurrent-server-0.lock"):
-        _quiet_environment()
+        prepare()
     assert os.environ.get(DATABASE) == (os.environ[setting] if setting == DATABASE else None)
     assert not (clean_environment / ".recurrent-server-1.lock").exists()
-    assert not _TEMPORARY_SERVER_SETTINGS.keys() & os.environ.keys()
+    assert not TEMPORARY_SERVER_SETTINGS.keys() & os.environ.keys()
 
 
 @pytest.mark.slow
@@ -114,10 +115,10 @@ def test_keras_loads_before_the_flow_even_with_a_users_own_server(
     model = "" if candidates is None else f"model={{'candidates': {candidates!r}}}"
     check = (
         "import sys\n"
-        "from flows.cli import _start_server\n"
+        "from flows.environment import start_server\n"
         "from forecasting.config import PipelineConfig\n"
         "assert 'keras' not in sys.modules\n"
-        f"assert _start_server(PipelineConfig({model})) is None\n"
+        f"assert start_server(PipelineConfig({model})) is None\n"
         "print('keras' in sys.modules)\n"
     )
     env = own_prefect_environment(tmp_path / "prefect")
@@ -141,11 +142,11 @@ def test_flow_runs_on_the_temporary_server_have_heartbeats_off(
     them. The run still reports to the same server, and afterwards the setting is Prefect's."""
     first = "import prefect\n" if case == "Prefect's own server" else ""
     check = first + (
-        "import flows.cli\n"
+        "import flows.environment\n"
         "from forecasting.config import PipelineConfig\n"
-        "flows.cli._quiet_environment()\n"
+        "flows.environment.prepare()\n"
         "config = PipelineConfig(model={'candidates': ['naive']})\n"
-        "server = flows.cli._start_server(config)\n"
+        "server = flows.environment.start_server(config)\n"
         "import flows.pipeline\n"
         "from prefect import flow\n"
         "from prefect.settings import get_current_settings\n"
@@ -153,7 +154,7 @@ def test_flow_runs_on_the_temporary_server_have_heartbeats_off(
         "def probe(config):\n"
         "    return get_current_settings()\n"
         "flows.pipeline.forecast_pipeline = probe\n"
-        "inside, after = flows.cli._run_flow(config, server), get_current_settings()\n"
+        "inside, after = flows.environment.run_flow(config, server), get_current_settings()\n"
         "print(server is not None, inside.api.url == after.api.url,\n"
         "      inside.flows.heartbeat_frequency, after.flows.heartbeat_frequency)\n"
     )

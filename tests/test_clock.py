@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from forecasting.clock import scheduled_as_of
+from forecasting.clock import backfill_times, scheduled_as_of
 from forecasting.config import ReplayConfig, build_config
 from forecasting.errors import ConfigError
 
@@ -55,3 +55,29 @@ def test_a_replay_start_outside_the_data_is_refused() -> None:
 def test_a_replay_anchor_needs_an_offset() -> None:
     with pytest.raises(ConfigError, match="replay.anchor: must carry an offset"):
         build_config({"replay": {"anchor": "2026-11-01T00:00:00", "start": "2017-06-01"}})
+
+
+def test_a_backfill_replays_each_step_from_start_to_end_inclusive() -> None:
+    times = backfill_times("2016-08-18 00:00", "2016-08-19 00:00", "12h")
+    assert [time.isoformat() for time in times] == [
+        "2016-08-18T00:00:00",
+        "2016-08-18T12:00:00",
+        "2016-08-19T00:00:00",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "every"),
+    [
+        ("2016-08-19", "2016-08-18", "24h"),
+        ("2016-08-18", "2016-08-19", "-1h"),
+        ("2016-08-18", "2016-08-19", "0h"),
+        ("2016-08-18", "2016-08-19", "soon"),
+        ("yesterday-ish", "2016-08-19", "24h"),
+        ("2016-08-18 00:00+01:00", "2016-08-19 00:00", "24h"),
+    ],
+    ids=["reversed", "negative-step", "zero-step", "bad-step", "bad-start", "one-offset"],
+)
+def test_a_backfill_without_times_is_refused(start: str, end: str, every: str) -> None:
+    with pytest.raises(ConfigError, match="give no as-of times"):
+        backfill_times(start, end, every)

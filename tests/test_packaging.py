@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from forecasting.reading import read_latest
+from forecasting.store.reader import read_latest
 from tests.helpers.prefect_server import own_prefect_environment
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.cli import _TEMPORARY_SERVER_SETTINGS
+from flows.environment import TEMPORARY_SERVER_SETTINGS
 
 PROJECT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -45,7 +45,7 @@ def environment(home: Path, api_url: str) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
-    for name in _TEMPORARY_SERVER_SETTINGS:  # a real server runs every service
+    for name in TEMPORARY_SERVER_SETTINGS:  # a real server runs every service
         env.pop(name, None)
     return env
 

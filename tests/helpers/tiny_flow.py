@@ -1,4 +1,4 @@
-"""Runs like `forecast run` does, minus the models: `_quiet_environment`, then a small flow on
+"""Runs like `forecast run` does, minus the models: `environment.prepare`, then a small flow on
 Prefect's temporary server. Says `ready` once its environment is set, then which database its
 server used."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import sys
 
-from flows.cli import _quiet_environment
+from flows import environment
 
-_quiet_environment()
+environment.prepare()
 print("ready", flush=True)
 
 from prefect import flow, task  # noqa: E402  (after the environment, as in the CLI)
