@@ -36,9 +36,10 @@ def test_library_module_does_not_import_prefect(module: Path) -> None:
     assert "prefect" not in imported
 
 
-def test_importing_the_library_loads_neither_tensorflow_nor_prefect() -> None:
+def test_importing_the_library_and_listing_kinds_loads_neither_tensorflow_nor_prefect() -> None:
     code = (
         "import sys, forecasting, forecasting.validation, forecasting.store.writer; "
+        "from forecasting.models import kinds, spec; kinds(); spec('gru'); "
         "print(sorted(m for m in ('tensorflow', 'keras', 'prefect') if m in sys.modules))"
     )
     output = subprocess.run(

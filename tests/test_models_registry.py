@@ -3,8 +3,6 @@ config, and every registered kind builds, fits, predicts and round-trips through
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,17 +83,6 @@ def test_the_recurrent_kinds_share_one_builder_and_one_recipe() -> None:
     assert [entry.name for entry in recurrent] == ["simple_rnn", "gru", "lstm"]
     assert len({entry.build for entry in recurrent}) == 1
     assert len({entry.recipe for entry in recurrent}) == 1
-
-
-def test_listing_the_kinds_loads_neither_keras_nor_prefect() -> None:
-    code = (
-        "import sys; from forecasting.models import kinds, spec; kinds(); spec('gru'); "
-        "print(sorted(m for m in ('tensorflow', 'keras', 'prefect') if m in sys.modules))"
-    )
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert output == "[]"
 
 
 def tiny_windows(n_features: int, config: ModelConfig, seed: int) -> WindowSet:
