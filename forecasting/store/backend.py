@@ -45,6 +45,7 @@ from forecasting.store.layout import (
     url_scheme,
 )
 from forecasting.store.manifest import ManifestError, load_document
+from forecasting.store.s3 import S3Backend
 
 LOCK_TIMEOUT_SECONDS = 600
 _TEMPORARY = re.compile(
@@ -362,8 +363,6 @@ def open_backend(root: Location) -> Backend:
         return LocalBackend(root)
     if scheme == "file":
         return LocalBackend("/" + as_url(root).removeprefix("file://").lstrip("/"))
-    from forecasting.store.s3 import S3Backend
-
     return S3Backend(as_url(root))
 
 

@@ -22,20 +22,22 @@ profile (botocore's own lookup); neither is ever put in a message, a manifest or
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from forecasting.errors import PublishError
-from forecasting.store.backend import ShouldMove
+from forecasting.store.formats import json_bytes
 from forecasting.store.layout import MANIFEST, POINTER, RUNS, is_run_id, run_key
 from forecasting.store.manifest import ManifestError, load_document
 
 LEFTOVER_AGE_SECONDS = 3600.0
+ShouldMove = Callable[[dict[str, Any] | None], bool]  # as `backend.ShouldMove`
 PROBE_FOLDER = ".probe"
 _CAS_ATTEMPTS = 50
 
@@ -285,10 +287,6 @@ class S3Backend:
 
 def _relist(manifest: bytes, stored: Mapping[str, bytes]) -> bytes:
     """The manifest with its `files` listing recomputed from the bytes actually stored."""
-    import hashlib
-
-    from forecasting.store.formats import json_bytes
-
     document = load_document(manifest)
     document["files"] = {
         name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
