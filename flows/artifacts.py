@@ -18,7 +18,7 @@ from prefect.artifacts import (
 )
 
 from forecasting import report
-from forecasting.store.layout import LATEST, pipeline_of
+from forecasting.store.layout import LATEST, POINTER, child, pipeline_of, url_scheme
 from forecasting.store.reader import read_run
 
 
@@ -30,16 +30,15 @@ def key(name: str, part: str) -> str:
 def publish_reports(name: str, path: Path | str, history: pd.DataFrame) -> None:
     """The run's leaderboard (table), report (markdown with the chart) and chart on its own,
     read back from the published, hash-verified files."""
-    run_dir = Path(path)
-    run = read_run(run_dir)
+    run = read_run(path)
+    run_dir = run.path
     board = run.leaderboard if run.leaderboard is not None else pd.DataFrame()
+    files = ("forecast.csv", "forecast.parquet", "leaderboard.csv", "backtest.parquet")
+    latest = LATEST if url_scheme(run_dir) is None else POINTER
     paths = {
         "run folder": str(run_dir),
-        "forecast.csv": str(run_dir / "forecast.csv"),
-        "forecast.parquet": str(run_dir / "forecast.parquet"),
-        "leaderboard.csv": str(run_dir / "leaderboard.csv"),
-        "backtest.parquet": str(run_dir / "backtest.parquet"),
-        "latest": str(pipeline_of(run_dir) / LATEST),
+        **{filename: str(child(run_dir, filename)) for filename in files},
+        "latest": str(child(pipeline_of(run_dir), latest)),
     }
     champion = run.manifest["champion"]["model"]
     create_table_artifact(

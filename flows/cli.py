@@ -41,8 +41,8 @@ ConfigFile = Annotated[
     ),
 ]
 Name = Annotated[str, typer.Argument(help="Pipeline name, e.g. etth1.")]
-OutputDir = Annotated[Path, options.option("output_dir")]
-OUTPUT_DIR = options.default("output_dir")
+OutputDir = Annotated[str, options.option("output_dir")]
+OUTPUT_DIR = str(options.default("output_dir"))
 
 
 @app.command()
@@ -102,10 +102,11 @@ def show(
     from forecasting.store.reader import read_latest
 
     with _user_mistakes():
-        build_config({"name": name})  # a name must not lead out of the output folder
-        latest = read_latest(output_dir, name)
+        # a name must not lead out of the output folder; a URL needs a backend
+        where = build_config({"name": name, "output_dir": output_dir}).output_dir
+        latest = read_latest(where, name)
     printing.latest_run(latest, rows)
-    printing.trend(output_dir, name)
+    printing.trend(where, name)
 
 
 @app.command()
@@ -119,8 +120,8 @@ def rollback(
     from forecasting.store.writer import rollback as point_latest
 
     with _user_mistakes():
-        build_config({"name": name})
-        run_dir = point_latest(output_dir, name, to)
+        where = build_config({"name": name, "output_dir": output_dir}).output_dir
+        run_dir = point_latest(where, name, to)
     typer.echo(f"latest of {name} now points at {run_dir}")
 
 

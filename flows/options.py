@@ -177,9 +177,13 @@ def _value_type(annotation: Any) -> type:
 
 
 def _only(annotation: Any) -> Any:
-    """`X` for `X | None`, else the annotation itself."""
+    """`X` for `X | None`, `str` for `Path | str` (a folder or a URL, which the configuration
+    tells apart), else the annotation itself."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        (kind,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        kinds = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if set(kinds) == {Path, str}:
+            return str
+        (kind,) = kinds
         return kind
     return annotation
 

@@ -40,7 +40,7 @@ def published(summary: dict, config: PipelineConfig, seconds: float) -> None:
     """Prints what `forecast run` published: the leaderboard, the champion and where it is."""
     from forecasting.store.reader import read_run
 
-    leaderboard(read_run(Path(summary["path"])))
+    leaderboard(read_run(summary["path"]))
     typer.echo(f"\nChampion: {summary['champion']}. {summary['reason']}")
     if summary["reused"]:
         typer.echo("Nothing new to train: this data, config and seed were already published.")
@@ -65,15 +65,19 @@ def backfilled(moment: pd.Timestamp, summary: dict) -> None:
 
 def latest(config: PipelineConfig) -> None:
     """Prints the path that always holds the pipeline's newest published run."""
-    typer.echo(f"Latest:     {config.output_dir / config.name / 'latest'}")
+    from forecasting.store.layout import LATEST, POINTER, child, pipeline_dir, url_scheme
+
+    root = pipeline_dir(config.output_dir, config.name)
+    typer.echo(f"Latest:     {child(root, LATEST if url_scheme(root) is None else POINTER)}")
 
 
-def trend(output_dir: Path, name: str, runs: int = 10) -> None:
+def trend(output_dir: Path | str, name: str, runs: int = 10) -> None:
     """Prints how the last `runs` scored published forecasts did against later actuals."""
     from forecasting.accuracy import run_summary
+    from forecasting.store.layout import pipeline_dir
     from forecasting.store.reader import read_accuracy
 
-    history = read_accuracy(Path(output_dir) / name)
+    history = read_accuracy(pipeline_dir(output_dir, name))
     if history is None:
         typer.echo("\nNo published forecast has been scored against later actuals yet.")
         return

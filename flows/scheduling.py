@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from uuid import UUID
 
 import pandas as pd
 
+from forecasting.store.layout import Location, pipeline_dir
 from forecasting.store.reader import latest_as_of
 
 SCHEDULER_TAG = "auto-scheduled"  # the tag Prefect's scheduler puts on the runs it creates
@@ -87,9 +87,9 @@ def newer_due_run(run: DeploymentRun) -> str | None:
     return f"flow run {name!r}, due at {due_at.isoformat()}"
 
 
-def published_as_of(output_dir: Path, name: str) -> pd.Timestamp | None:
+def published_as_of(output_dir: Location, name: str) -> pd.Timestamp | None:
     """The as-of of the run `latest` points to; None when nothing (readable) is published."""
-    as_of = latest_as_of(output_dir / name)
+    as_of = latest_as_of(pipeline_dir(output_dir, name))
     try:
         return pd.Timestamp(as_of) if as_of else None
     except ValueError:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
 from forecasting.errors import ForecastingError
 from forecasting.store.history import empty, merge_accuracy, normalized
+from forecasting.store.layout import Location, child, run_key
 from forecasting.store.reader import read_accuracy, read_run, sealed_runs
 
 
@@ -133,7 +133,7 @@ class Tracking:
 
 
 def track(
-    pipeline_dir: Path,
+    pipeline_dir: Location,
     actuals: pd.DataFrame,
     scale: dict[str, float],
     as_of: pd.Timestamp,
@@ -151,7 +151,7 @@ def track(
         if run_id in scored:
             continue
         try:
-            forecast = read_run(pipeline_dir / "runs" / run_id).forecast
+            forecast = read_run(child(pipeline_dir, run_key(run_id))).forecast
         except ForecastingError:
             continue
         if len(forecast) and forecast["as_of"].iloc[0] < as_of:

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from forecasting.errors import ConfigError
 from forecasting.models import registry
+from forecasting.store.backend import is_supported
+from forecasting.store.layout import as_url, url_scheme
 
 if TYPE_CHECKING:  # pydantic's own component, pinned by pydantic: for the type only
     from pydantic_core import ErrorDetails
@@ -267,7 +269,12 @@ class PipelineConfig(_Frozen):
     """Everything one pipeline run needs."""
 
     name: str = Field("etth1", description="Pipeline name; outputs go to <output_dir>/<name>/.")
-    output_dir: Path = Field(DEFAULT_OUTPUT_DIR, description="Folder that receives published runs.")
+    output_dir: Path | str = Field(
+        DEFAULT_OUTPUT_DIR,
+        description="Folder that receives published runs, or an object-store URL such as "
+        "s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL, credentials from the AWS "
+        "variables or profile; needs the s3 extra).",
+    )
     keep_runs: int = Field(
         30,
         ge=1,
@@ -307,6 +314,17 @@ class PipelineConfig(_Frozen):
                 f"so it cannot escape the output folder. Received: name={name!r}"
             )
         return name
+
+    @field_validator("output_dir", mode="before")
+    @classmethod
+    def _output_location(cls, value: object) -> object:
+        # A URL stays text (Path() would fold s3:// into s3:/); its scheme needs a backend.
+        if not isinstance(value, str | Path):
+            return value
+        if url_scheme(value) in (None, "file"):
+            return Path(str(value).removeprefix("file://"))
+        is_supported(value)
+        return as_url(value)
 
     @field_validator("as_of", mode="before")
     @classmethod
@@ -362,6 +380,8 @@ def build_config(
     }
     for section, key in ((values, "output_dir"), (values.get("data"), "path")):
         if isinstance(section, dict) and isinstance(section.get(key), str):
+            if url_scheme(section[key]) not in (None, "file"):
+                continue  # a URL is not relative to anything
             path = Path(section[key]).expanduser()  # `~` too, as a shell would for an option
             section[key] = path if base_dir is None else base_dir / path
     try:

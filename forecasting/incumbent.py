@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel
 
 from forecasting.config import PipelineConfig
 from forecasting.errors import ForecastingError
 from forecasting.models import COMMON_RECIPE, find
 from forecasting.selection import Incumbent
-from forecasting.store.model_files import load_published_model
-from forecasting.store.reader import latest_run_dir, peek_manifest, read_run
+from forecasting.store.layout import Location, basename
+from forecasting.store.model_files import load_run_model
+from forecasting.store.reader import peek_manifest, read_run, resolve_latest
 
 _SECTION_ORDER = ("model", "data", "evaluation")  # as the recipe was listed before the registry
 
@@ -28,23 +27,23 @@ def find_incumbent(config: PipelineConfig, live_mase: dict[str, float | None]) -
         live_mase: Per kind, the mean MASE of its scored published forecasts
             (`accuracy.Tracking.live_mase`).
     """
-    run_dir = latest_run_dir(config.output_dir, config.name)
+    run_dir, digest = resolve_latest(config.output_dir, config.name)
     if run_dir is None:
         return None
     model, problem = _peek_champion(run_dir), ""
     model_spec = find(model)
     try:
-        manifest = read_run(run_dir).manifest
+        manifest = read_run(run_dir, digest).manifest
         if model_spec is not None and model_spec.model_file is not None:
-            load_published_model(run_dir / model_spec.model_file, run_dir.parent)
+            load_run_model(run_dir, model_spec.model_file, manifest_sha256=digest)
         recipe = model_spec.recipe if model_spec is not None else COMMON_RECIPE
         problem = _recipe_change(manifest.get("config", {}), config, recipe)
     except ForecastingError as error:
         problem = f"its files do not load: {error}"
-    return Incumbent(model, run_dir.name, problem, live_mase.get(model))
+    return Incumbent(model, basename(run_dir), problem, live_mase.get(model))
 
 
-def _peek_champion(run_dir: Path) -> str:
+def _peek_champion(run_dir: Location) -> str:
     """The champion's kind from an unverified manifest, or "unknown" when it cannot be read."""
     try:
         return str((peek_manifest(run_dir) or {})["champion"]["model"])

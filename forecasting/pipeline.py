@@ -124,6 +124,7 @@ def run(
     if superseded is not None:
         log.info(f"Superseded: {superseded}. Nothing is published.")
         return RunResult(None, None, superseded, None, False, "", as_of, superseded=True)
+    writer.check_output(config.output_dir, config.name)  # before anything trains
     validated = step(validate, loaded, config, log)
     run_id = layout.make_run_id(validated.as_of, outputs.fingerprint(config, validated))
     if (published := step(find_published, config, run_id)) is not None:
@@ -220,7 +221,7 @@ def track(
     """Scores earlier published forecasts whose actuals have arrived."""
     scale = evaluation.insample_scale(windows, validated.season_length)
     tracking = accuracy.track(
-        config.output_dir / config.name,
+        layout.pipeline_dir(config.output_dir, config.name),
         validated.frame,
         dict(zip(windows.series_ids, scale, strict=True)),
         validated.as_of,

@@ -211,11 +211,11 @@ def test_read_latest_follows_latest_when_it_moves_during_a_read(
     real_read_run = reader.read_run
     calls = []
 
-    def read_run_while_a_publish_lands(run_dir: Path):
+    def read_run_while_a_publish_lands(run_dir: Path, *args):
         calls.append(Path(run_dir).name)
         if len(calls) == 1:
             publish(tmp_path, 1, keep_runs=1)  # moves latest, then retention deletes `first`
-        return real_read_run(run_dir)
+        return real_read_run(run_dir, *args)
 
     monkeypatch.setattr(reader, "read_run", read_run_while_a_publish_lands)
     latest = read_latest(tmp_path, "demo")

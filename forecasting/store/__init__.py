@@ -4,8 +4,10 @@
     manifest     manifest.json as a schema (docs/manifest.schema.json), parsed in one place
     formats      how tables and documents become bytes
     history      the accuracy history file's shape and merge
-    backend      the `Backend` primitives and `LocalBackend` (atomic renames, `latest` symlink,
-                 file lock, leftovers of dead writers)
+    s3           `S3Backend`: the same primitives on object storage (create-only writes,
+                 latest.json by compare-and-swap, age rules instead of a lock)
+    backend      the `Backend` primitives, `LocalBackend` (atomic renames, `latest` symlink,
+                 file lock, leftovers of dead writers) and `open_backend` for a folder or URL
     writer       publish_run, rollback, retention, accuracy history append
     reader       read_run, read_latest, published_manifest: every file verified
     model_files  safe loading of a published model.keras

@@ -1,5 +1,6 @@
-"""Where a pipeline's files live: the primitive operations the writer and reader need, and the
-local-disk implementation (atomic renames with fsync, a `latest` symlink, a file lock).
+"""Where a pipeline's files live: the primitive operations the writer and reader need, the
+local-disk implementation (atomic renames with fsync, a `latest` symlink, a file lock), and
+`open_backend`, which picks the implementation for a folder or URL (`s3://` is `store.s3`).
 
 Keys are `/`-separated paths relative to one pipeline's root, as `layout` names them
 (`runs/<run_id>/forecast.csv`, `latest`, `accuracy.parquet`). A backend knows nothing of what
@@ -16,19 +17,35 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import os
 import re
 import secrets
 import shutil
 import socket
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
-from forecasting.store.layout import LATEST, LOCK_FILE, MANIFEST, RUNS, is_run_id, run_key
+from forecasting.errors import ConfigError
+from forecasting.store.layout import (
+    LATEST,
+    LOCK_FILE,
+    MANIFEST,
+    POINTER,
+    RUNS,
+    Location,
+    as_url,
+    is_run_id,
+    run_key,
+    url_scheme,
+)
+from forecasting.store.manifest import ManifestError, load_document
+from forecasting.store.s3 import S3Backend
 
 LOCK_TIMEOUT_SECONDS = 600
 _TEMPORARY = re.compile(
@@ -40,12 +57,27 @@ class LockTimeout(TimeoutError):
     """Another writer held the pipeline's publish lock for the whole timeout."""
 
 
+SCHEMES = ("s3",)
+"""URL schemes with a backend; anything else but a local path is refused."""
+
+ShouldMove = Callable[[dict[str, Any] | None], bool]
+"""Given the current pointer (None when there is none), whether `latest` should move."""
+
+
 class Backend(Protocol):
     """The storage of one pipeline. Every write is all-or-nothing: a reader sees a file or a run
-    whole or not at all. Callers that write hold `lock()` for their whole change."""
+    whole or not at all. Callers that write hold `lock()` for their whole change (a backend
+    without a lock returns a no-op and makes each primitive safe on its own)."""
+
+    keeps_history_file: bool
+    """Whether the writer also keeps the merged accuracy.parquet (it needs the lock)."""
 
     def location(self, key: str) -> str:
-        """Where `key` is, for messages to a person (a path, a URL)."""
+        """Where `key` is, for messages to a person (a path, a URL; never a credential)."""
+        ...
+
+    def check_writable(self) -> None:
+        """Refuses, with a `PublishError`, storage that cannot keep the guarantees."""
         ...
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
@@ -57,12 +89,33 @@ class Backend(Protocol):
         appears under its id whole, its manifest written last, or not at all."""
         ...
 
+    def create_file(self, key: str, data: bytes) -> bool:
+        """Writes file `key` whole only if it does not exist; False when it already did."""
+        ...
+
     def write_file(self, key: str, data: bytes) -> None:
         """Replaces the file `key` atomically: readers see the old bytes or the new ones."""
         ...
 
     def read_bytes(self, key: str) -> bytes:
         """The bytes of file `key`; raises `OSError` when it is missing or unreadable."""
+        ...
+
+    def keys(self, folder: str) -> list[str]:
+        """Keys of the files directly in `folder` whose names do not start with '.', sorted."""
+        ...
+
+    def read_pointer(self) -> dict[str, Any] | None:
+        """The current pointer (`run_id`, `as_of`, `manifest_sha256`); None when there is none."""
+        ...
+
+    def move_latest(self, pointer: dict[str, Any], should_move: ShouldMove) -> bool:
+        """Points `latest` at `pointer["run_id"]` if `should_move(current pointer)`, in one
+        atomic step (the commit point of a publish); whether it moved."""
+        ...
+
+    def settled(self, run_id: str) -> bool:
+        """Whether no writer can still be at work on sealed run `run_id`, so it may go."""
         ...
 
     def run_ids(self) -> list[str]:
@@ -75,10 +128,6 @@ class Backend(Protocol):
 
     def latest(self) -> str | None:
         """The run id `latest` points to; None when it points nowhere."""
-        ...
-
-    def point_latest(self, run_id: str) -> None:
-        """Points `latest` at run `run_id` in one atomic step (the commit point of a publish)."""
         ...
 
     def leftovers(self) -> list[str]:
@@ -98,8 +147,13 @@ class LocalBackend:
     `<root>/.publish.lock`, an flock(2) that the kernel releases when its holder dies.
     """
 
+    keeps_history_file = True
+
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+
+    def check_writable(self) -> None:
+        """Nothing to probe: renames, symlinks and flock are POSIX."""
 
     def path(self, key: str) -> Path:
         """The local path of `key`."""
@@ -141,6 +195,54 @@ class LocalBackend:
     def write_file(self, key: str, data: bytes) -> None:
         _write_atomic(self.path(key), data)
 
+    def create_file(self, key: str, data: bytes) -> bool:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            return False
+        _write_atomic(path, data)  # under the lock: nobody else creates it meanwhile
+        return True
+
+    def keys(self, folder: str) -> list[str]:
+        path = self.path(folder)
+        if not path.is_dir():
+            return []
+        return sorted(
+            f"{folder}/{entry.name}"
+            for entry in path.iterdir()
+            if not entry.name.startswith(".") and entry.is_file()
+        )
+
+    def read_pointer(self) -> dict[str, Any] | None:
+        """latest.json when it names the run the symlink points to; else what the symlink's
+        run manifest says (runs published before latest.json existed)."""
+        run_id = self.latest()
+        if run_id is None:
+            return None
+        with contextlib.suppress(OSError, ManifestError):
+            pointer = load_document(self.read_bytes(POINTER))
+            if pointer.get("run_id") == run_id:
+                return pointer
+        try:
+            manifest = self.read_bytes(run_key(run_id, MANIFEST))
+            as_of = load_document(manifest).get("as_of")
+        except (OSError, ManifestError):
+            return {"run_id": run_id, "as_of": None}
+        return make_pointer(run_id, as_of, manifest)
+
+    def move_latest(self, pointer: dict[str, Any], should_move: ShouldMove) -> bool:
+        """Under the lock: switches the symlink (the commit point), then rewrites latest.json
+        beside it for readers that do not follow symlinks."""
+        if not should_move(self.read_pointer()):
+            return False
+        self.point_latest(str(pointer["run_id"]))
+        _write_atomic(self.root / POINTER, json.dumps(pointer).encode())
+        return True
+
+    def settled(self, run_id: str) -> bool:
+        """Always: every writer holds the lock the caller holds."""
+        return True
+
     def read_bytes(self, key: str) -> bytes:
         return self.path(key).read_bytes()
 
@@ -170,6 +272,7 @@ class LocalBackend:
         return Path(os.path.realpath(link))
 
     def point_latest(self, run_id: str) -> None:
+        """Points the `latest` symlink at `runs/<run_id>` by renaming a new link over it."""
         temporary = self.root / _temporary_name(LATEST)
         os.symlink(os.path.join(RUNS, run_id), temporary)
         try:
@@ -212,6 +315,55 @@ class LocalBackend:
             os.rename(path, doomed)
             path = doomed
         shutil.rmtree(path)
+
+
+def make_pointer(run_id: str, as_of: object, manifest: bytes) -> dict[str, Any]:
+    """The content of latest.json for a run: its id, as-of and the sha256 of its manifest."""
+    return {
+        "run_id": run_id,
+        "as_of": None if as_of is None else str(as_of),
+        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+    }
+
+
+def is_supported(location: Location) -> None:
+    """Refuses, in one line, a URL whose scheme has no backend or whose backend's package is
+    not installed; local paths (and `file://`) always pass.
+
+    Raises:
+        ConfigError: The scheme is unknown, or `s3://` without s3fs.
+    """
+    scheme = url_scheme(location)
+    if scheme in (None, "file"):
+        return
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"output_dir {str(location)!r} uses the scheme {scheme!r}, which has no storage "
+            "backend; use a local folder or an s3:// URL (S3 and compatible stores). "
+            f"Received: output_dir={str(location)!r}"
+        )
+    try:
+        import s3fs  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"output_dir {str(location)!r} needs s3fs, which is not installed; install the "
+            "extra with `pip install 'recurrent-forecast[s3]'`, or use a local folder."
+        ) from None
+
+
+def open_backend(root: Location) -> Backend:
+    """The backend of a pipeline folder or URL (`s3://bucket/prefix/<name>`).
+
+    Raises:
+        ConfigError: `is_supported` refuses it.
+    """
+    is_supported(root)
+    scheme = url_scheme(root)
+    if scheme is None:
+        return LocalBackend(root)
+    if scheme == "file":
+        return LocalBackend("/" + as_url(root).removeprefix("file://").lstrip("/"))
+    return S3Backend(as_url(root))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

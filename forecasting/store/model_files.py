@@ -12,6 +12,10 @@ Keras is imported only after the file's bytes have passed them:
    `keras.models.load_model(..., safe_mode=True, compile=False)`, so the file Keras reads is
    the file that was checked, and no optimizer or loss config is deserialized.
 
+A model in an object store (`s3://`) has no local path to resolve: its run's manifest (checked
+against latest.json's sha256 when it comes from `latest`) gives the size, checked before the
+bytes are read, and the sha256; steps 3 and 4 are the same.
+
 The manifest sits next to the model, so the hash catches corruption and a model replaced
 without its manifest; `safe_mode` is what refuses code (Python lambdas, non-Keras modules,
 non-modeling Keras functions such as `keras.config.enable_unsafe_deserialization`).
@@ -28,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forecasting.errors import ModelLoadError, PublishError
-from forecasting.store.layout import MODEL_FILE, RUNS, pipeline_dir
+from forecasting.store.layout import MODEL_FILE, RUNS, Location, basename, pipeline_dir, url_scheme
 from forecasting.store.manifest import FileEntry, ManifestError
-from forecasting.store.reader import latest_run_dir, read_manifest
+from forecasting.store.reader import read_file, read_manifest, resolve_latest
 
 if TYPE_CHECKING:
     import keras
@@ -62,9 +66,9 @@ def load_published_model(
             Python lambda or a non-Keras function in its config).
     """
     path = _resolve_inside(model_path, runs_root)
-    expected = _manifest_entry(path)
+    expected = _manifest_entry(path.parent, path.name)
     data = _read_verified(path, expected, max_bytes)
-    return _load_bytes(path, data)
+    return _load_bytes(str(path), data)
 
 
 def load_latest_model(
@@ -76,14 +80,55 @@ def load_latest_model(
         ModelLoadError: Nothing is published, the champion is a naive model (no model file),
             or `load_published_model` refuses the file.
     """
-    run_dir = latest_run_dir(output_dir, name)
+    run_dir, digest = resolve_latest(output_dir, name)
     if run_dir is None:
         raise ModelLoadError(
             f"No published run for pipeline {name!r} in {str(output_dir)!r}. "
             "Run `forecast run` first, or check --output-dir and the name."
         )
-    runs_root = pipeline_dir(output_dir, name) / RUNS
-    return load_published_model(run_dir / MODEL_FILE, runs_root, max_bytes=max_bytes)
+    if isinstance(run_dir, Path):  # the link must not lead out of this pipeline's runs
+        runs_root = Path(pipeline_dir(output_dir, name)) / RUNS
+        return load_published_model(run_dir / MODEL_FILE, runs_root, max_bytes=max_bytes)
+    return load_run_model(run_dir, MODEL_FILE, max_bytes=max_bytes, manifest_sha256=digest)
+
+
+def load_run_model(
+    run_dir: Location,
+    filename: str = MODEL_FILE,
+    *,
+    max_bytes: int = MAX_MODEL_BYTES,
+    manifest_sha256: str | None = None,
+) -> keras.Model:
+    """Loads the model file `filename` of a run folder (`load_published_model`) or of a run in
+    an object store (`s3://.../runs/<run_id>`): verified against the run's manifest, whose own
+    sha256 must be `manifest_sha256` when given, then loaded from a private local copy.
+
+    Raises:
+        ModelLoadError: As `load_published_model`.
+    """
+    if url_scheme(run_dir) in (None, "file"):
+        folder = Path(str(run_dir).removeprefix("file://"))
+        return load_published_model(folder / filename, folder.parent, max_bytes=max_bytes)
+    where = f"{run_dir}/{filename}"
+    if Path(filename).suffix != ".keras" or "/" in filename:
+        raise ModelLoadError(
+            f"Only Keras 3 `.keras` files of a run are loaded. Received: {where!r}"
+        )
+    expected = _manifest_entry(run_dir, filename, manifest_sha256)
+    if expected.bytes > max_bytes:
+        raise ModelLoadError(
+            f"Model file {where!r} is larger than the {max_bytes} bytes allowed, so it is not "
+            f"read. Pass a larger max_bytes if the model is really that big. "
+            f"Received: bytes={expected.bytes}"
+        )
+    try:
+        data = read_file(run_dir, filename)
+    except OSError as error:
+        raise ModelLoadError(
+            f"Cannot read model file {where!r}: {error}. Check that the run is complete."
+        ) from None
+    _check_digest(where, data, expected)
+    return _load_bytes(where, data)
 
 
 def _resolve_inside(model_path: Path | str, runs_root: Path | str) -> Path:
@@ -119,23 +164,24 @@ def _in_a_run_folder(path: Path, root: Path) -> bool:
     return path.is_relative_to(root) and len(path.relative_to(root).parts) == 2
 
 
-def _manifest_entry(path: Path) -> FileEntry:
-    """Returns the manifest's sha256 and size for `path`, read from its run folder."""
-    run_dir = path.parent
+def _manifest_entry(
+    run_dir: Location, filename: str, manifest_sha256: str | None = None
+) -> FileEntry:
+    """Returns the manifest's sha256 and size for `filename`, read from its run folder."""
     try:
-        listing = read_manifest(run_dir)[1].listing()
+        listing = read_manifest(run_dir, manifest_sha256)[1].listing()
     except (PublishError, ManifestError) as error:
         raise ModelLoadError(
             f"Run folder {str(run_dir)!r} has no readable manifest listing its files, so its "
             f"model cannot be verified; it is unfinished or damaged. Republish the run. "
             f"Received: {type(error).__name__}: {error}"
         ) from None
-    entry = listing.get(path.name)
+    entry = listing.get(filename)
     if entry is None:
         raise ModelLoadError(
-            f"The manifest of run {run_dir.name!r} does not list {path.name!r}, so the file was "
-            "not published by this run (a naive champion has no model file). Load a model from a "
-            f"run whose manifest lists it. Received: listed={sorted(listing)}"
+            f"The manifest of run {basename(run_dir)!r} does not list {filename!r}, so the "
+            "file was not published by this run (a naive champion has no model file). Load a "
+            f"model from a run whose manifest lists it. Received: listed={sorted(listing)}"
         )
     return entry
 
@@ -156,14 +202,18 @@ def _read_verified(path: Path, expected: FileEntry, max_bytes: int) -> bytes:
     with os.fdopen(descriptor, "rb") as handle:
         _check_size(path, os.fstat(handle.fileno()), expected, max_bytes)
         data = handle.read(max_bytes + 1)
+    _check_digest(str(path), data, expected)
+    return data
+
+
+def _check_digest(where: str, data: bytes, expected: FileEntry) -> None:
     digest = hashlib.sha256(data).hexdigest()
     if len(data) != expected.bytes or digest != expected.sha256:
         raise ModelLoadError(
-            f"Model file {str(path)!r} does not match the sha256 in its manifest; it was changed "
+            f"Model file {where!r} does not match the sha256 in its manifest; it was changed "
             f"after publishing. Republish, or roll back to another run. "
             f"Received: sha256={digest}, manifest sha256={expected.sha256}"
         )
-    return data
 
 
 def _check_size(path: Path, info: os.stat_result, expected: FileEntry, max_bytes: int) -> None:
@@ -187,7 +237,7 @@ def _check_size(path: Path, info: os.stat_result, expected: FileEntry, max_bytes
         )
 
 
-def _load_bytes(path: Path, data: bytes) -> keras.Model:
+def _load_bytes(path: str, data: bytes) -> keras.Model:
     """Loads verified bytes through `keras.models.load_model` with `safe_mode=True`."""
     import keras
 
@@ -195,7 +245,7 @@ def _load_bytes(path: Path, data: bytes) -> keras.Model:
         raise ModelLoadError(
             "Unsafe deserialization is switched on for this whole process (something called "
             "keras.config.enable_unsafe_deserialization()), which overrides safe_mode=True in "
-            f"Keras; refusing to load {str(path)!r}. Load models in a process that does not "
+            f"Keras; refusing to load {path!r}. Load models in a process that does not "
             "switch it on. Received: safe_mode overridden to False"
         )
     with tempfile.TemporaryDirectory(prefix="recurrent-model-") as folder:
@@ -208,7 +258,7 @@ def _load_bytes(path: Path, data: bytes) -> keras.Model:
             if len(detail) > _MESSAGE_CHARS:
                 detail = detail[:_MESSAGE_CHARS] + "..."
             raise ModelLoadError(
-                f"Keras refused to load model file {str(path)!r} in safe mode; it holds code "
+                f"Keras refused to load model file {path!r} in safe mode; it holds code "
                 "(such as a Python lambda or a non-Keras function) or is not a valid Keras 3 "
                 f"model. Publish a model built from standard Keras layers. Received: {detail}"
             ) from error

@@ -1,10 +1,12 @@
 """The one writer of a pipeline's outputs: crash-safe, versioned runs, the `latest` pointer,
 retention and the accuracy history.
 
-Every change happens under the pipeline's publish lock, which every writer holds for its whole
-publish (and the kernel releases when a process dies). The storage primitives, atomic and
-create-only, are the backend's (`backend.LocalBackend`); this module decides what to write and
-in which order. Readers (`reader`) resolve `latest` and verify hashes.
+On a local folder every change happens under the pipeline's publish lock, which every writer
+holds for its whole publish (and the kernel releases when a process dies); on object storage
+(`s3.S3Backend`) there is no lock, and each primitive is safe on its own (create-only writes,
+compare-and-swap of latest.json, age rules for deletion). The storage primitives are the
+backend's; this module decides what to write and in which order, the same for both. Readers
+(`reader`) resolve `latest` and verify hashes.
 """
 
 from __future__ import annotations
@@ -14,44 +16,59 @@ import errno
 import hashlib
 import warnings
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from forecasting.errors import ConfigError, PublishError
-from forecasting.store.backend import Backend, LocalBackend, LockTimeout
+from forecasting.store.backend import Backend, LockTimeout, make_pointer, open_backend
 from forecasting.store.formats import json_bytes, parquet_bytes
-from forecasting.store.history import merge_accuracy, parse_history
+from forecasting.store.history import merge_accuracy, normalized, parse_history
 from forecasting.store.layout import (
     ACCURACY_FILE,
+    ACCURACY_PARTS,
     MANIFEST,
+    Location,
+    child,
     pipeline_dir,
     run_key,
 )
-from forecasting.store.manifest import ManifestError, parse_manifest
-from forecasting.store.reader import peek_latest, read_run
+from forecasting.store.manifest import ManifestError, load_document, parse_manifest
+from forecasting.store.reader import read_run
 
 KEEP_RUNS = 30
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+def check_output(output_dir: Location, name: str) -> None:
+    """Refuses, before any training, an output location that cannot be published to safely:
+    a URL scheme without a backend, `s3://` without s3fs, or an object store that ignores
+    conditional writes (probed with a second create-only PUT).
+
+    Raises:
+        ConfigError: The scheme has no backend, or its package is not installed.
+        PublishError: The store cannot be written or ignores conditional writes.
+    """
+    open_backend(pipeline_dir(output_dir, name)).check_writable()
+
+
 def publish_run(
-    output_dir: Path | str,
+    output_dir: Location,
     name: str,
     run_id: str,
     files: dict[str, bytes],
     manifest: Mapping[str, Any],
     keep_runs: int = KEEP_RUNS,
     accuracy: pd.DataFrame | None = None,
-) -> Path:
+) -> Location:
     """Writes a run crash-safely, seals it with its manifest, then switches `latest`.
 
-    Under the publish lock, in this order: leftovers of dead writers are removed; the run is
-    created whole or not at all (`Backend.create_run`: each file written and flushed, the
-    manifest, with the sha256 and size of every other file, last); then `latest` is switched,
-    the single commit point. A crash before it leaves the previous run published; readers see
-    either the old run or the new one.
+    In this order (on a local folder under the publish lock): leftovers of dead writers are
+    removed; the run is created whole or not at all (`Backend.create_run`: each file written
+    create-only, the manifest, with the sha256 and size of every other file, last); then
+    `latest` is switched, the single commit point (the symlink and latest.json locally, a
+    compare-and-swap of latest.json on object storage). A crash before it leaves the previous
+    run published; readers see either the old run or the new one.
 
     `latest` moves only if this run's `as_of` is at or after the current latest's (a tie goes to
     this, newer, publish), so when two runs of a pipeline race, `latest` ends at the later as-of
@@ -67,18 +84,19 @@ def publish_run(
     an old as-of survives its own publish. Retention problems only warn: the run is published.
 
     Args:
-        output_dir: Folder holding every pipeline's outputs.
+        output_dir: Folder or URL (`s3://bucket/prefix`) holding every pipeline's outputs.
         name: Pipeline name; the run goes to `<output_dir>/<name>/runs/<run_id>`.
         run_id: From `make_run_id`.
         files: File name to content, for every file of the run but the manifest.
         manifest: The manifest without `files` (see `manifest.Manifest`); its `as_of`
             (ISO-8601) decides `latest`.
         keep_runs: Sealed runs to keep, at least 1.
-        accuracy: Newly scored rows of earlier runs' forecasts; merged into
-            `<output_dir>/<name>/accuracy.parquet` (atomically replaced) after the run is sealed.
+        accuracy: Newly scored rows of earlier runs' forecasts; written once as
+            `accuracy/<run_id>.parquet` after the run is sealed and, on a local folder, also
+            merged into `accuracy.parquet` (atomically replaced).
 
     Returns:
-        The run's folder.
+        The run's folder (a `Path`) or URL.
 
     Raises:
         ConfigError: `keep_runs` is below 1.
@@ -88,9 +106,11 @@ def publish_run(
     """
     if keep_runs < 1:
         raise ConfigError(f"keep_runs must be at least 1. Received: keep_runs={keep_runs}")
-    backend = LocalBackend(pipeline_dir(output_dir, name))
+    backend = open_backend(pipeline_dir(output_dir, name))
+    with _locked(backend, run_id, "Check for a stuck run, then retry."):
+        backend.check_writable()
     _publish(backend, run_id, files, manifest, keep_runs, accuracy)
-    return backend.path(run_key(run_id))
+    return child(pipeline_dir(output_dir, name), run_key(run_id))
 
 
 def _publish(
@@ -106,11 +126,14 @@ def _publish(
         _remove_leftovers(backend)
         if not backend.is_sealed(run_id):
             backend.create_run(run_id, _sealed_files(run_id, files, manifest))
-        current = peek_latest(backend) or {}
-        if _is_at_or_after(manifest.get("as_of"), current.get("as_of")):
-            backend.point_latest(run_id)
+        sealed = backend.read_bytes(run_key(run_id, MANIFEST))  # as stored, maybe by another
+        as_of = load_document(sealed).get("as_of")
+        backend.move_latest(
+            make_pointer(run_id, as_of, sealed),
+            lambda current: _is_at_or_after(as_of, (current or {}).get("as_of")),
+        )
         if accuracy is not None and len(accuracy):
-            _append_accuracy(backend, accuracy)
+            _append_accuracy(backend, run_id, accuracy)
         _prune(backend, keep_runs, run_id)
 
 
@@ -135,7 +158,7 @@ def _sealed_files(
     return {**files, MANIFEST: json_bytes(document)}
 
 
-def rollback(output_dir: Path | str, name: str, run_id: str) -> Path:
+def rollback(output_dir: Location, name: str, run_id: str) -> Location:
     """Points `latest` at an earlier sealed run, after verifying every file's hash.
 
     It stays there until the next publish whose as-of is at or after that run's moves it on.
@@ -143,17 +166,20 @@ def rollback(output_dir: Path | str, name: str, run_id: str) -> Path:
     Raises:
         PublishError: The run does not exist, fails verification, or the lock is held.
     """
-    backend = LocalBackend(pipeline_dir(output_dir, name))
+    backend = open_backend(pipeline_dir(output_dir, name))
     if not backend.is_sealed(run_id):
         known = ", ".join(backend.run_ids()[-5:]) or "none"
         raise PublishError(
             f"Pipeline {name!r} in {str(output_dir)!r} has no complete run {run_id!r}. "
             f"Recent runs: {known}."
         )
-    run_dir = backend.path(run_key(run_id))
+    run_dir = child(pipeline_dir(output_dir, name), run_key(run_id))
     with _locked(backend, run_id, "Retry the rollback when it is done."), backend.lock():
+        backend.check_writable()
         read_run(run_dir)
-        backend.point_latest(run_id)
+        sealed = backend.read_bytes(run_key(run_id, MANIFEST))
+        pointer = make_pointer(run_id, load_document(sealed).get("as_of"), sealed)
+        backend.move_latest(pointer, lambda current: True)
     return run_dir
 
 
@@ -192,8 +218,13 @@ def _is_at_or_after(as_of: object, current: object) -> bool:
         return True
 
 
-def _append_accuracy(backend: Backend, rows: pd.DataFrame) -> None:
-    """Merges scored rows into accuracy.parquet by writing a new file and renaming it."""
+def _append_accuracy(backend: Backend, run_id: str, rows: pd.DataFrame) -> None:
+    """Writes the scored rows once as `accuracy/<run_id>.parquet` (a rerun of the same id
+    scored the same rows), then, where the backend keeps it, merges them into accuracy.parquet
+    by writing a new file and renaming it."""
+    backend.create_file(f"{ACCURACY_PARTS}/{run_id}.parquet", parquet_bytes(normalized(rows)))
+    if not backend.keeps_history_file:
+        return
     existing: pd.DataFrame | None
     try:
         existing = parse_history(backend.read_bytes(ACCURACY_FILE))
@@ -211,20 +242,21 @@ def _append_accuracy(backend: Backend, rows: pd.DataFrame) -> None:
 
 
 def _remove_leftovers(backend: Backend) -> None:
-    """Removes what dead writers left (see `LocalBackend.leftovers`); only under the lock."""
+    """Removes what dead writers left (see `LocalBackend.leftovers`, `S3Backend.leftovers`)."""
     for key in backend.leftovers():
         backend.remove(key)
 
 
 def _prune(backend: Backend, keep_runs: int, published: str) -> None:
-    """Deletes sealed runs beyond the last `keep_runs`, sparing `latest` and `published`.
+    """Deletes sealed runs beyond the last `keep_runs`, sparing `latest`, `published` and runs
+    a writer may still be at work on (`Backend.settled`).
 
     A run stops looking sealed before its files go (`Backend.remove`), so a crash midway leaves
     a leftover for the next publish to remove rather than a sealed run with files missing.
+    `latest` is read again before each deletion, as another writer may have moved it.
     """
-    protected = {published, backend.latest()}
     for run_id in backend.run_ids()[:-keep_runs]:
-        if run_id in protected:
+        if run_id == published or not backend.settled(run_id) or run_id == backend.latest():
             continue
         try:
             backend.remove(run_key(run_id))

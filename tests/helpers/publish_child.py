@@ -104,7 +104,7 @@ def _say(message: str) -> None:
     sys.stdout.flush()
 
 
-def serve(output_dir: Path, name: str, keep_runs: int) -> None:
+def serve(output_dir: Path | str, name: str, keep_runs: int) -> None:
     _say("ready")
     for line in sys.stdin:
         index = int(line.split()[1])
@@ -121,7 +121,7 @@ def serve(output_dir: Path, name: str, keep_runs: int) -> None:
         _say(f"exit {os.waitstatus_to_exitcode(status)}")
 
 
-def _publish_forever(output_dir: Path, name: str, index: int, keep_runs: int) -> None:
+def _publish_forever(output_dir: Path | str, name: str, index: int, keep_runs: int) -> None:
     """Publishes runs in batches of BATCH. The files of a batch are built before any of them is
     published; `writing` is said as the first batch starts and `batch SECONDS` after each, so
     that the parent can aim its kills at the publishing rather than at pandas."""
@@ -159,7 +159,7 @@ def once(output_dir: Path, name: str, index: int, log: Path) -> None:
     _say(f"done {run_dir}")
 
 
-def read(output_dir: Path, name: str) -> None:
+def read(output_dir: Path | str, name: str) -> None:
     """Reads `latest` in a loop until stdin closes, checking that every file of the run it
     read belongs to that run; then says `reads N` and one `error ...` line per failure."""
     stop = threading.Event()
@@ -169,9 +169,9 @@ def read(output_dir: Path, name: str) -> None:
     while not stop.is_set():
         try:
             run = reader.read_latest(output_dir, name)
-            labels = set(run.forecast["run_id"])
-            if run.manifest["run_id"] != run.path.name or labels != {run.path.name}:
-                raise AssertionError(f"{run.path.name} holds the files of {labels}")
+            labels, run_id = set(run.forecast["run_id"]), layout.basename(run.path)
+            if run.manifest["run_id"] != run_id or labels != {run_id}:
+                raise AssertionError(f"{run_id} holds the files of {labels}")
             reads += 1
         except Exception as error:  # every failure is a finding
             errors.append(repr(error))
@@ -188,17 +188,22 @@ def hold(lock_path: Path) -> None:
         time.sleep(600)
 
 
+def _location(text: str) -> Path | str:
+    """A folder, or an s3:// URL (the S3 tests give one, with the endpoint in the environment)."""
+    return text if layout.url_scheme(text) else Path(text)
+
+
 def main(argv: list[str]) -> None:
     heavy = {"tensorflow", "keras", "prefect"} & set(sys.modules)
     if heavy:
         sys.exit(f"publish_child imported {sorted(heavy)}; it must stay light")
     mode, *args = argv
     if mode == "serve":
-        serve(Path(args[0]), args[1], int(args[2]))
+        serve(_location(args[0]), args[1], int(args[2]))
     elif mode == "once":
         once(Path(args[0]), args[1], int(args[2]), Path(args[3]))
     elif mode == "read":
-        read(Path(args[0]), args[1])
+        read(_location(args[0]), args[1])
     elif mode == "hold":
         hold(Path(args[0]))
     else:
