@@ -383,6 +383,33 @@ def test_a_single_series_too_short_even_for_one_small_fold_is_refused(rows, tmp_
     assert "baseline" not in message  # one series: nothing else to forecast
 
 
+def two_series(rows: pd.DataFrame, short_length: int) -> pd.DataFrame:
+    """OT (600 steps) and HUFL cut to its last `short_length` steps, as one long file."""
+    hufl = rows[["date", "HUFL"]].tail(short_length).rename(columns={"HUFL": "OT"})
+    return pd.concat([rows[["date", "OT"]].assign(site="a"), hufl.assign(site="b")])
+
+
+def test_a_series_too_short_among_several_is_named_for_a_baseline(rows, tmp_path):
+    path = write(two_series(rows, 40), tmp_path)
+    with pytest.warns(UserWarning, match=r"1 series is too short for the backtest: \['b'\]"):
+        validated = check(path, id_column="site")
+    assert validated.short_series == {"b": 40}
+    assert validated.folds.evaluation.fold_size == 24  # b does not shrink a's folds
+    assert list(validated.backtested_frame["unique_id"].unique()) == ["a"]
+    assert list(validated.frame["unique_id"].unique()) == ["a", "b"]
+
+
+def test_folds_set_by_the_user_that_most_series_miss_are_refused(rows, tmp_path):
+    path = write(two_series(rows, 100), tmp_path)
+    folds = EvaluationConfig(n_folds=3, fold_size=24)
+    with pytest.raises(InsufficientHistoryError) as caught:
+        check(path, evaluation=folds, id_column="site")
+    message = str(caught.value)
+    assert "1 series is too short: ['b']" in message
+    assert "Series 'b' has 100 steps; it needs at least 108" in message
+    assert "At most a tenth of the series may be shorter" in message
+
+
 def test_short_series_message_names_the_numbers_and_options(rows, tmp_path):
     path = write(rows, tmp_path)
     message = message_of(
