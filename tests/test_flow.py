@@ -97,7 +97,10 @@ def test_manifest_records_data_config_versions_and_choice(published) -> None:
         "fold_size": 24,
         "warm_start": True,
         "interval_levels": [80, 95],
+        "adapted": None,
+        "typical_length": 1200,
     }
+    assert manifest["short_series"] == []
 
 
 def test_forecast_follows_the_readers_contract(published) -> None:
