@@ -39,7 +39,7 @@ def choose_baselines(
 
 def scales(data: ValidatedData) -> dict[str, float]:
     """Per short series, MASE's denominator over its whole history (it has no backtest)."""
-    short = data.frame[data.frame["unique_id"].isin(data.short_series)]
+    short = data.frame[data.frame["unique_id"].isin(list(data.short_series))]
     return {
         str(series_id): seasonal_scale(group["y"].to_numpy(np.float64), data.season_length)
         for series_id, group in short.groupby("unique_id", sort=False)

@@ -77,7 +77,7 @@ class ValidatedData:
         """`frame` without the short series: the series the candidates are trained on."""
         if not self.short_series:
             return self.frame
-        return self.frame[~self.frame["unique_id"].isin(self.short_series)]
+        return self.frame[~self.frame["unique_id"].isin(list(self.short_series))]
 
 
 def validate(

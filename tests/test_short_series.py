@@ -9,7 +9,6 @@ short: `OT` to 70 hours (more than a season), `LULL` to 10 (less than one).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
