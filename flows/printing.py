@@ -36,11 +36,26 @@ def leaderboard(run: PublishedRun) -> None:
     typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
 
 
+def short_series(run: PublishedRun, shown: int = 5) -> None:
+    """Names the series too short for the backtest and the baseline that forecast each."""
+    short = run.manifest.get("short_series") or []
+    if not short:
+        return
+    named = ", ".join(f"{entry['unique_id']} ({entry['model']})" for entry in short[:shown])
+    more = f" and {len(short) - shown} more" if len(short) > shown else ""
+    typer.echo(
+        f"\n{len(short)} series too short for the backtest, forecast by a baseline outside the "
+        f"tournament: {named}{more} (manifest.json: short_series)."
+    )
+
+
 def published(summary: dict, config: PipelineConfig, seconds: float) -> None:
     """Prints what `forecast run` published: the leaderboard, the champion and where it is."""
     from forecasting.store.reader import read_run
 
-    leaderboard(read_run(summary["path"]))
+    run = read_run(summary["path"])
+    leaderboard(run)
+    short_series(run)
     typer.echo(f"\nChampion: {summary['champion']}. {summary['reason']}")
     if summary["reused"]:
         typer.echo("Nothing new to train: this data, config and seed were already published.")
@@ -54,6 +69,7 @@ def latest_run(run: PublishedRun, rows: int) -> None:
     typer.echo(f"Run {manifest['run_id']} (as of {manifest['as_of']}), {run.path}")
     typer.echo(f"Champion: {manifest['champion']['model']}. {manifest['champion']['reason']}\n")
     leaderboard(run)
+    short_series(run)
     typer.echo("\n" + run.forecast.head(rows).to_string(index=False))
 
 

@@ -39,6 +39,7 @@ def _bundled_sample() -> Path:
 # package's own read-only sample, and outputs go to ./outputs in the run's working directory.
 DEFAULT_DATA = _bundled_sample()
 DEFAULT_OUTPUT_DIR = Path("outputs")
+DEFAULT_N_FOLDS = 3  # backtest folds when evaluation.n_folds is empty
 
 Metric = Literal["mae", "rmse", "mase", "smape"]
 _RESERVED_COLUMNS = {"unique_id", "ds", "y", "row"}
@@ -194,18 +195,20 @@ class EvaluationConfig(_Frozen):
     """How candidates are backtested, compared and promoted."""
 
     metric: Metric = Field("mase", description="Metric that chooses the champion (lower wins).")
-    n_folds: int = Field(
-        3,
+    n_folds: int | None = Field(
+        None,
         ge=1,
         le=100,
         description="Rolling-origin backtest folds: consecutive test blocks over the most recent "
-        "data; every candidate is retrained before each block and scored on it.",
+        "data; every candidate is retrained before each block and scored on it. Empty: 3, "
+        "fewer when the series are too short for 3 (the run warns and the manifest says why).",
     )
     fold_size: int | None = Field(
         None,
         ge=1,
         le=1_000_000,
-        description="Steps per backtest block (at least the horizon); empty: 4 x horizon.",
+        description="Steps per backtest block (at least the horizon). Empty: 4 x horizon, "
+        "smaller (down to the horizon) when the series are too short for it.",
     )
     validation_fraction: float = Field(
         0.1,
@@ -239,6 +242,10 @@ class EvaluationConfig(_Frozen):
     def block_size(self, horizon: int) -> int:
         """Steps per backtest block: `fold_size`, or 4 x horizon when empty."""
         return self.fold_size or 4 * horizon
+
+    def fold_count(self) -> int:
+        """Backtest folds: `n_folds`, or 3 when empty."""
+        return self.n_folds or DEFAULT_N_FOLDS
 
 
 class ReplayConfig(_Frozen):

@@ -49,13 +49,20 @@ def insample_scale(windows: Windows, season_length: int) -> np.ndarray:
     Falls back to the one-step naive error when the training block is shorter than a season,
     and to 1 for a block that never changes.
     """
-    scales = []
-    for values, end in zip(windows.values, windows.train_end, strict=True):
-        target = values[:end, 0]
-        lag = season_length if len(target) > season_length else 1
-        error = float(np.mean(np.abs(target[lag:] - target[:-lag])))
-        scales.append(error if error > 0 else 1.0)
-    return np.array(scales)
+    return np.array(
+        [
+            seasonal_scale(values[:end, 0], season_length)
+            for values, end in zip(windows.values, windows.train_end, strict=True)
+        ]
+    )
+
+
+def seasonal_scale(target: np.ndarray, season_length: int) -> float:
+    """MASE's denominator for one series: the seasonal naive MAE over `target` (the one-step
+    naive MAE when it is not longer than a season); 1 when that is 0 or there is no step."""
+    lag = season_length if len(target) > season_length else 1
+    error = float(np.mean(np.abs(target[lag:] - target[:-lag]))) if len(target) > lag else 0.0
+    return error if error > 0 else 1.0
 
 
 def held_out_truth(windows: Windows) -> np.ndarray:

@@ -24,7 +24,7 @@ from forecasting.store.layout import SCHEMA_VERSION, iso
 from forecasting.store.manifest import check_manifest
 from forecasting.training import CandidateResult, finetune_champion
 from forecasting.validation import ValidatedData
-from forecasting.windowing import Windows, last_inputs
+from forecasting.windowing import Windows, last_inputs, min_series_length
 
 # Packages whose version can change a run's numbers: the fingerprint (and so the run id) holds
 # them. scipy's p-values decide promotions. The library's own code is `_code_digest`'s part.
@@ -52,26 +52,35 @@ def forecast_future(
         Columns `unique_id`, `ds`, `horizon_step` (1-based), `y_hat` and the interval bounds
         (`y_hat_lo_80`, ...); one row per series and step.
     """
-    horizon = config.horizon
     series = np.arange(len(windows.series_ids))
     y_hat = predict_descaled(forecaster, windows, last_inputs(windows, config.input_size), series)
     bounds = interval_columns(y_hat, insample_scale(windows, data.season_length), quantiles)
+    return future_frame(windows.series_ids, y_hat, bounds, data)
+
+
+def future_frame(
+    series_ids: list[str], y_hat: np.ndarray, bounds: dict[str, np.ndarray], data: ValidatedData
+) -> pd.DataFrame:
+    """Forecasts of shape (n_series, horizon) and their interval bounds as the long frame of
+    `forecast_future`, dated from each series' last observation on."""
+    n_series, horizon = y_hat.shape
     last = data.frame.groupby("unique_id", sort=False)["ds"].max()
     offset = pd.tseries.frequencies.to_offset(data.freq)
-    parts = []
-    for index, series_id in enumerate(windows.series_ids):
-        parts.append(
-            pd.DataFrame(
-                {
-                    "unique_id": series_id,
-                    "ds": pd.date_range(last[series_id] + offset, periods=horizon, freq=offset),
-                    "horizon_step": np.arange(1, horizon + 1),
-                    "y_hat": y_hat[index],
-                    **{column: values[index] for column, values in bounds.items()},
-                }
-            )
-        )
-    return pd.concat(parts, ignore_index=True)
+    dates = [
+        pd.Series(pd.date_range(last[series_id] + offset, periods=horizon, freq=offset))
+        for series_id in series_ids
+    ]
+    frame = pd.DataFrame(
+        {
+            "unique_id": np.repeat(np.asarray(series_ids, dtype=object), horizon),
+            "ds": pd.concat(dates, ignore_index=True) if dates else [],
+            "horizon_step": np.tile(np.arange(1, horizon + 1), n_series),
+            "y_hat": y_hat.ravel(),
+            **{column: values.ravel() for column, values in bounds.items()},
+        }
+    )
+    frame["unique_id"] = frame["unique_id"].astype("str")
+    return frame
 
 
 def forecast_candidates(
@@ -164,14 +173,20 @@ def build_manifest(
     results: list[CandidateResult],
     choice: Choice,
     tracking: dict,
+    short_series: list[dict] | None = None,
 ) -> dict:
     """The run's manifest without `files` (publishing adds the hashes last).
 
     Args:
+        config: The settings as given; the backtest's folds are those fitted to the data
+            (`data.folds`).
         tracking: How earlier published forecasts scored against later actuals
             (`accuracy.track`).
+        short_series: The series too short for the backtest and the baseline that forecast
+            each (`_short_series_entries`).
     """
     frame = data.frame
+    folds = data.folds.evaluation if data.folds is not None else config.evaluation
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -202,11 +217,14 @@ def build_manifest(
             "decision": choice.decision,
         },
         "backtest": {
-            "n_folds": config.evaluation.n_folds,
-            "fold_size": config.evaluation.block_size(config.model.horizon),
+            "n_folds": folds.fold_count(),
+            "fold_size": folds.block_size(config.model.horizon),
             "warm_start": config.evaluation.warm_start,
             "interval_levels": list(LEVELS),
+            "adapted": (data.folds.note or None) if data.folds is not None else None,
+            "typical_length": data.folds.typical_length if data.folds is not None else None,
         },
+        "short_series": short_series or [],
         "published_accuracy": tracking,
         "candidates": [
             {
@@ -227,6 +245,25 @@ def build_manifest(
     }
     check_manifest(manifest)  # every field of the schema set, each of the right type
     return manifest
+
+
+def _short_series_entries(
+    data: ValidatedData, forecast: pd.DataFrame, model: ModelConfig
+) -> list[dict]:
+    """The manifest's `short_series`: each series too short for the backtest, its length, the
+    length the backtest needs, and the baseline that forecast it (from `forecast`)."""
+    if data.folds is None:
+        return []
+    chosen = forecast.groupby("unique_id", sort=False)["model"].first()
+    return [
+        {
+            "unique_id": series_id,
+            "length": length,
+            "needed": min_series_length(length, model, data.folds.evaluation),
+            "model": str(chosen[series_id]),
+        }
+        for series_id, length in data.short_series.items()
+    ]
 
 
 def fingerprint(config: PipelineConfig, data: ValidatedData) -> str:
@@ -280,16 +317,27 @@ def assemble_run(
     choice: Choice,
     forecasts: dict[str, pd.DataFrame],
     tracking: dict,
+    short_forecast: pd.DataFrame | None = None,
 ) -> tuple[dict[str, bytes], dict]:
     """Builds every file of a run (as bytes) and its manifest, ready for `publish_run`.
 
     The run's `as_of` is `data.as_of`: the configured as-of, or else the last observed
-    timestamp; the forecast knows nothing later.
+    timestamp; the forecast knows nothing later. The series too short for the backtest
+    (`short_forecast`, with its own `model` column) join the forecast and the candidate
+    forecasts once each, labelled with the baseline that forecast them.
     """
     as_of = data.as_of
-    forecast = label_forecast(forecasts[choice.model], choice.model, run_id, as_of)
+    short = [] if short_forecast is None or short_forecast.empty else [short_forecast]
+    short = [frame.assign(run_id=run_id, as_of=as_of) for frame in short]
+    forecast = pd.concat(
+        [label_forecast(forecasts[choice.model], choice.model, run_id, as_of), *short],
+        ignore_index=True,
+    )
     candidates = pd.concat(
-        [label_forecast(frame, kind, run_id, as_of) for kind, frame in forecasts.items()],
+        [
+            *(label_forecast(frame, kind, run_id, as_of) for kind, frame in forecasts.items()),
+            *short,
+        ],
         ignore_index=True,
     )
     board = leaderboard(results, evidence, config.evaluation.metric)
@@ -310,5 +358,6 @@ def assemble_run(
         results=results,
         choice=choice,
         tracking=tracking,
+        short_series=_short_series_entries(data, short[0], config.model) if short else [],
     )
     return files, manifest

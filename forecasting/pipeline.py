@@ -30,6 +30,7 @@ from forecasting import (
     incumbent,
     outputs,
     selection,
+    short_series,
     training,
     validation,
     windowing,
@@ -137,11 +138,14 @@ def run(
         champion = published["champion"]
         action = champion.get("decision", {}).get("action", "")
         return RunResult(run_id, champion["model"], champion["reason"], path, True, action, as_of)
-    folds = step(make_folds, validated, config)
+    settings = backtest_settings(config, validated)
+    folds = step(make_folds, validated, settings)
     windows = folds[-1]  # ends at the last observation: its models forecast the future
+    short = f" ({len(validated.short_series)} too short, forecast by a baseline)"
     log.info(
-        f"{len(validated.series_ids)} series, freq {validated.freq}, {len(folds)} backtest "
-        f"folds of {config.evaluation.block_size(config.model.horizon)} steps, "
+        f"{len(validated.series_ids)} series{short if validated.short_series else ''}, freq "
+        f"{validated.freq}, {len(folds)} backtest folds of "
+        f"{settings.evaluation.block_size(config.model.horizon)} steps, "
         f"{sum(len(f.test) for f in folds)} test windows"
     )
     tracking = step(track, config, validated, windows, log)
@@ -151,12 +155,13 @@ def run(
     # (benchmarks/concurrency.py), too little to risk seeds racing in shared global state.
     results = []
     for kind in config.model.candidates:
-        results.append(step(train, kind, folds, config, validated.season_length, log))
+        results.append(step(train, kind, folds, settings, validated.season_length, log))
         observer.trained(kind)
     evidence = _evidence(folds, results, validated, config)
-    choice = step(select, results, evidence, config, found)
+    choice = step(select, results, evidence, settings, found)
     log.info(f"Champion: {choice.model}. {choice.reason}")
-    forecasts = step(forecast, results, choice, windows, validated, config, evidence)
+    forecasts = step(forecast, results, choice, windows, validated, settings, evidence)
+    short_forecast = step(forecast_short, validated, settings, evidence, choice)
     files, manifest = step(
         package,
         run_id,
@@ -167,6 +172,7 @@ def run(
         evidence=evidence,
         choice=choice,
         forecasts=forecasts,
+        short_forecast=short_forecast,
         tracking=tracking.manifest_entry(),
     )
     path = step(publish, config, run_id, files, manifest, log, tracking.new_rows)
@@ -174,6 +180,16 @@ def run(
     return RunResult(
         run_id, choice.model, choice.reason, path, False, choice.decision["action"], as_of
     )
+
+
+def backtest_settings(
+    config: PipelineConfig, validated: validation.ValidatedData
+) -> PipelineConfig:
+    """`config` with the backtest folds validation fitted to the data (`FoldPlan`); the run's
+    id and its manifest's `config` keep the settings as given."""
+    if validated.folds is None:
+        return config
+    return config.model_copy(update={"evaluation": validated.folds.evaluation})
 
 
 def as_of_label(config: PipelineConfig) -> str:
@@ -208,7 +224,7 @@ def make_folds(
     validated: validation.ValidatedData, config: PipelineConfig
 ) -> list[windowing.Windows]:
     return windowing.make_folds(
-        validated.frame, config.data.features, config.model, config.evaluation
+        validated.backtested_frame, config.data.features, config.model, config.evaluation
     )
 
 
@@ -223,7 +239,7 @@ def track(
     tracking = accuracy.track(
         layout.pipeline_dir(config.output_dir, config.name),
         validated.frame,
-        dict(zip(windows.series_ids, scale, strict=True)),
+        dict(zip(windows.series_ids, scale, strict=True)) | short_series.scales(validated),
         validated.as_of,
         config.evaluation.accuracy_drop_percent,
     )
@@ -291,6 +307,18 @@ def forecast(
     )
 
 
+def forecast_short(
+    validated: validation.ValidatedData,
+    config: PipelineConfig,
+    evidence: selection.Evidence,
+    choice: selection.Choice,
+) -> pd.DataFrame:
+    """Forecasts the series too short for the backtest with the best baseline that fits each."""
+    return short_series.forecast_short(
+        validated, config.model, evidence.backtest, choice.decision["scores"], config.seed
+    )
+
+
 def package(run_id: str, config: PipelineConfig, **parts: Any) -> tuple[dict[str, bytes], dict]:
     return outputs.assemble_run(run_id=run_id, config=config, **parts)
 
@@ -325,6 +353,6 @@ def _evidence(
     """The shared backtest (cheap: a plain call, not a step)."""
     return selection.Evidence(
         backtest.collect(folds, results, validated.season_length),
-        backtest.series_dates(validated.frame),
+        backtest.series_dates(validated.backtested_frame),
         config.model.horizon,
     )

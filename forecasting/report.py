@@ -217,12 +217,14 @@ def run_report(
     paths: dict[str, str],
 ) -> str:
     """The run's Markdown report: champion and why, its margins and the champion-challenger
-    decision, the data, how earlier published forecasts scored, a chart of the first series
-    and the published files."""
+    decision, the data, how the backtest was fitted to short data and which series a baseline
+    forecast (when that happened), how earlier published forecasts scored, a chart of the
+    first series and the published files."""
     sections = [
         f"# Forecast run {manifest['run_id']}\n\nAs of {manifest['as_of']}.",
         _champion_section(manifest.get("champion") or {}, leaderboard),
         _data_section(manifest.get("data") or {}),
+        *filter(None, [_backtest_section(manifest)]),
         _accuracy_section(manifest.get("published_accuracy") or {}),
         _chart_section(history, forecast),
         "## Published files\n\n" + "\n".join(f"- {k}: {_code(v)}" for k, v in paths.items()),
@@ -291,6 +293,30 @@ def _data_section(data: dict) -> str:
         f"- Duplicates dropped: {data.get('duplicates_dropped', 0)}",
         f"- Rows after as-of, left out: {data.get('rows_after_as_of', 0)}",
     ]
+    return "\n".join(lines)
+
+
+def _backtest_section(manifest: dict) -> str:
+    """How the backtest was fitted to short data and which series it left to a baseline;
+    empty when neither happened (or the run predates these keys)."""
+    adapted = (manifest.get("backtest") or {}).get("adapted")
+    short = manifest.get("short_series") or []
+    if not adapted and not short:
+        return ""
+    lines = ["## Backtest fitted to the data", ""]
+    if adapted:
+        lines.append(f"- {adapted}")
+    if short:
+        named = ", ".join(
+            f"{_code(str(entry.get('unique_id')))} ({entry.get('model')}, "
+            f"{entry.get('length')} of {entry.get('needed')} steps)"
+            for entry in short[:_SHOWN_SERIES]
+        )
+        more = f", and {len(short) - _SHOWN_SERIES} more" if len(short) > _SHOWN_SERIES else ""
+        lines.append(
+            f"- {len(short)} series too short for the backtest, forecast by a baseline and "
+            f"left out of the tournament: {named}{more}."
+        )
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from forecasting.config import DataConfig, EvaluationConfig, ModelConfig, season
 from forecasting.data import LoadedData
 from forecasting.errors import ConfigError, DataValidationError, InsufficientHistoryError
 from forecasting.models import spec
-from forecasting.windowing import min_series_length
+from forecasting.windowing import FoldPlan, min_series_length, plan_folds
 
 _SHOWN = 5  # offending rows quoted in a message
 _COARSER_RUN = 4  # this many equal steps longer than the frequency mean it changed
@@ -28,7 +28,9 @@ class ValidatedData:
       covariate (float64, finite, no missing values);
     - sorted by (`unique_id`, `ds`), with unique (`unique_id`, `ds`) pairs;
     - every series on a regular grid of `freq` from its first to its last timestamp;
-    - every series long enough for input_size + horizon + validation + test;
+    - at least 90% of the series (`windowing.TYPICAL_QUANTILE`), and every series of a file
+      with one, long enough for input_size + horizon + validation + the backtest folds
+      (`folds.evaluation`); the others are named in `folds.short`;
     - no timestamp after `as_of`.
 
     Attributes:
@@ -45,6 +47,8 @@ class ValidatedData:
             series in the file (sorted).
         source: The file the data came from.
         sha256: Hex digest of that file.
+        folds: The backtest folds fitted to the data (`windowing.plan_folds`) and the series
+            too short for them; None only for data not made by `validate`.
     """
 
     frame: pd.DataFrame
@@ -57,10 +61,23 @@ class ValidatedData:
     duplicates_dropped: int = 0
     rows_after_as_of: int = 0
     rows_out_of_order: int = 0
+    folds: FoldPlan | None = None
 
     @property
     def series_ids(self) -> list[str]:
         return list(self.frame["unique_id"].unique())
+
+    @property
+    def short_series(self) -> dict[str, int]:
+        """Series too short for the backtest, id -> length: a baseline forecasts them."""
+        return self.folds.short if self.folds is not None else {}
+
+    @property
+    def backtested_frame(self) -> pd.DataFrame:
+        """`frame` without the short series: the series the candidates are trained on."""
+        if not self.short_series:
+            return self.frame
+        return self.frame[~self.frame["unique_id"].isin(list(self.short_series))]
 
 
 def validate(
@@ -110,7 +127,7 @@ def validate(
     season_length = _season_that_fits(freq, model)
     frame = _regularize(frame, freq, where, data.time_column, label)
     filled = _fill_gaps(frame, value_columns, data.max_fill, freq, where, label)
-    _check_lengths(frame, model, evaluation, where, later)
+    folds = _plan_folds(frame, model, evaluation, where, later)
     _check_not_constant(frame, data.target_column, where, label)
     if filled:
         warnings.warn(
@@ -118,6 +135,8 @@ def validate(
             f"in {len(filled)} series (max_fill={data.max_fill}).",
             stacklevel=2,
         )
+    for note in filter(None, [folds.note, _short_note(folds, model, where)]):
+        warnings.warn(note, stacklevel=2)
     return ValidatedData(
         frame=frame[["unique_id", "ds", *value_columns]].reset_index(drop=True),
         freq=freq,
@@ -129,6 +148,7 @@ def validate(
         duplicates_dropped=dropped,
         rows_after_as_of=after,
         rows_out_of_order=out_of_order,
+        folds=folds,
     )
 
 
@@ -465,24 +485,54 @@ def _longest_run(mask: np.ndarray) -> tuple[int, int]:
     return int(starts[longest]), int(ends[longest] - starts[longest])
 
 
-def _check_lengths(
+def _plan_folds(
     frame: pd.DataFrame, model: ModelConfig, evaluation: EvaluationConfig, where: str, later: str
-) -> None:
+) -> FoldPlan:
+    """Fits the backtest folds to the series' lengths (`windowing.plan_folds`).
+
+    Raises:
+        InsufficientHistoryError: The typical series is too short even for the smallest folds
+            allowed (one horizon, one fold, unless the user set them), or the file holds one
+            series and it is too short.
+    """
     lengths = frame.groupby("unique_id", sort=False).size()
-    needed = {sid: min_series_length(n, model, evaluation) for sid, n in lengths.items()}
-    short = [sid for sid, n in lengths.items() if n < needed[sid]]
-    if short:
-        sid = short[0]
-        raise InsufficientHistoryError(
-            f"{where}: {len(short)} series {'is' if len(short) == 1 else 'are'} too short: "
-            f"{_quote_few(pd.Series(short))}. "
-            f"Series {sid!r} has "
-            f"{lengths[sid]} steps; it needs at least {needed[sid]} (input_size "
-            f"{model.input_size} + horizon {model.horizon} for one training window, plus a "
-            f"validation slice of at least one horizon and {evaluation.n_folds} backtest "
-            f"folds of {evaluation.block_size(model.horizon)} steps). Lower --input-size, "
-            f"--horizon or --n-folds, or supply more history{later}."
-        )
+    plan = plan_folds({str(k): int(n) for k, n in lengths.items()}, model, evaluation)
+    if plan.fits:
+        return plan
+    short = list(plan.short)
+    sid, chosen = short[0], plan.evaluation
+    n_folds, size = chosen.fold_count(), chosen.block_size(model.horizon)
+    folds = f"{n_folds} backtest fold{'s' if n_folds > 1 else ''} of {size} steps"
+    if evaluation.n_folds is None or evaluation.fold_size is None:
+        folds += ", the least the defaults shrink to"
+    many = (
+        " At most a tenth of the series may be shorter; those are forecast by a baseline."
+        if len(lengths) > 1
+        else ""
+    )
+    raise InsufficientHistoryError(
+        f"{where}: {len(short)} series {'is' if len(short) == 1 else 'are'} too short: "
+        f"{_quote_few(pd.Series(short))}. Series {sid!r} has {plan.short[sid]} steps; it needs "
+        f"at least {min_series_length(plan.short[sid], model, chosen)} (input_size "
+        f"{model.input_size} + horizon {model.horizon} for one training window, plus a "
+        f"validation slice of at least one horizon and {folds}).{many} Lower --input-size, "
+        f"--horizon or --n-folds, or supply more history{later}."
+    )
+
+
+def _short_note(plan: FoldPlan, model: ModelConfig, where: str) -> str:
+    """The warning that names the series too short for the backtest, or ""."""
+    if not plan.short:
+        return ""
+    sid, length = next(iter(plan.short.items()))
+    return (
+        f"{where}: {len(plan.short)} series {'is' if len(plan.short) == 1 else 'are'} too short "
+        f"for the backtest: {_quote_few(pd.Series(list(plan.short)))} (series {sid!r} has "
+        f"{length} steps; it needs {min_series_length(length, model, plan.evaluation)}). "
+        f"{'It is' if len(plan.short) == 1 else 'Each is'} forecast by a baseline (seasonal_naive, "
+        "or naive when shorter than a season) and left out of the model tournament; the "
+        "manifest lists them under short_series."
+    )
 
 
 def _check_not_constant(frame: pd.DataFrame, target: str, where: str, label: str) -> None:

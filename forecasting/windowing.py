@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,9 +22,10 @@ def fold_bounds(
     early stopping; training windows have their targets before `train_end`.
     """
     size = evaluation.block_size(horizon)
+    n_folds = evaluation.fold_count()
     bounds = []
-    for fold in range(evaluation.n_folds):
-        block_start = length - (evaluation.n_folds - fold) * size
+    for fold in range(n_folds):
+        block_start = length - (n_folds - fold) * size
         n_val = max(horizon, int(block_start * evaluation.validation_fraction))
         bounds.append((block_start - n_val, block_start, block_start + size))
     return bounds
@@ -34,6 +36,111 @@ def min_series_length(length: int, model: ModelConfig, evaluation: EvaluationCon
     validation slice, that slice and every backtest block."""
     train_end, _, _ = fold_bounds(length, model.horizon, evaluation)[0]
     return model.input_size + model.horizon + length - train_end
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """The backtest folds the data allow, and the series too short for them.
+
+    Attributes:
+        evaluation: The evaluation settings with `n_folds` and `fold_size` both set to what
+            the backtest uses.
+        typical_length: The length the folds are fitted to (see `plan_folds`).
+        note: Why the folds are fewer or smaller than the defaults (they did not fit the
+            typical series); empty when they fit.
+        short: Series too short for these folds, id -> length, in file order.
+        fits: Whether the data can be backtested; when not, `evaluation` holds the smallest
+            folds allowed and `short` the series too short for them.
+    """
+
+    evaluation: EvaluationConfig
+    typical_length: int
+    note: str = ""
+    short: dict[str, int] = field(default_factory=dict)
+    fits: bool = True
+
+
+# The folds fit the series at this quantile of length, so a few short series in a fleet
+# neither sink the run nor shrink everyone's backtest: they are forecast by a baseline.
+TYPICAL_QUANTILE = 0.1
+
+
+def plan_folds(
+    lengths: dict[str, int], model: ModelConfig, evaluation: EvaluationConfig
+) -> FoldPlan:
+    """Fits the backtest to the data: whichever of `fold_size` and `n_folds` the user left
+    empty shrinks until the typical series is long enough.
+
+    The fold size shrinks first, to the largest that fits but not below the horizon; when even
+    folds of one horizon do not fit, the fold count drops (3, 2, 1) and the size is again the
+    largest that fits. A value the user set is never changed.
+
+    The typical series is the one at `TYPICAL_QUANTILE` of length (lower; the shortest when
+    there are fewer than 11) among those long enough for the smallest folds allowed: a series
+    too short even for those cannot be backtested, so it does not shrink the others' folds.
+    When the user set both values, every series counts, and the data do not fit (`fits` is
+    False) when the typical series is too short, as when more than a tenth of the series are.
+    Either way the data do not fit when no series is long enough.
+
+    Args:
+        lengths: Steps per series, in file order.
+    """
+    horizon = model.horizon
+    counts = [evaluation.n_folds] if evaluation.n_folds else range(evaluation.fold_count(), 0, -1)
+    top = evaluation.block_size(horizon)
+    sizes = range(top, top + 1) if evaluation.fold_size else range(horizon, top + 1)
+
+    def settings(n_folds: int, size: int) -> EvaluationConfig:
+        return evaluation.model_copy(update={"n_folds": n_folds, "fold_size": size})
+
+    smallest = settings(counts[-1], sizes[0])
+    able = [n for n in lengths.values() if min_series_length(n, model, smallest) <= n]
+    adaptive = evaluation.n_folds is None or evaluation.fold_size is None
+    pool = able if adaptive and able else list(lengths.values())
+    typical = int(np.quantile(pool, TYPICAL_QUANTILE, method="lower"))
+    chosen = None
+    for n_folds in counts:
+        fitting = bisect.bisect_left(
+            sizes,
+            True,
+            key=lambda size: min_series_length(typical, model, settings(n_folds, size)) > typical,
+        )
+        if fitting:
+            chosen = settings(n_folds, sizes[fitting - 1])
+            break
+    if chosen is None:
+        return FoldPlan(smallest, typical, short=_too_short(lengths, model, smallest), fits=False)
+    wanted = settings(evaluation.fold_count(), top)
+    note = ""
+    if chosen != wanted:
+        note = (
+            f"The series are too short for a backtest of {wanted.n_folds} folds of "
+            f"{wanted.fold_size} steps ({_typical_text(lengths, typical)}; "
+            f"{min_series_length(typical, model, wanted)} are needed), so the backtest uses "
+            f"{chosen.fold_count()} fold{'s' if chosen.fold_count() > 1 else ''} of "
+            f"{chosen.fold_size} "
+            "steps. Set --n-folds or evaluation.fold_size to choose, or supply more history."
+        )
+    return FoldPlan(chosen, typical, note, _too_short(lengths, model, chosen))
+
+
+def _typical_text(lengths: dict[str, int], typical: int) -> str:
+    if len(lengths) == 1:
+        return f"the series has {typical} steps"
+    share = 100.0 * np.mean(np.array(list(lengths.values())) >= typical)
+    if share == 100.0:
+        return f"every series has {typical} steps or more"
+    return f"{share:.0f}% of the series have {typical} steps or more"
+
+
+def _too_short(
+    lengths: dict[str, int], model: ModelConfig, evaluation: EvaluationConfig
+) -> dict[str, int]:
+    return {
+        series_id: length
+        for series_id, length in lengths.items()
+        if min_series_length(length, model, evaluation) > length
+    }
 
 
 @dataclass(frozen=True)
@@ -139,7 +246,7 @@ def make_folds(
     series_ids, values = series_arrays(frame, features)
     per_series = [fold_bounds(len(v), model.horizon, evaluation) for v in values]
     folds = []
-    for fold in range(evaluation.n_folds):
+    for fold in range(evaluation.fold_count()):
         train_end, block_start, block_end = (
             np.array([bounds[fold][part] for bounds in per_series]) for part in range(3)
         )

@@ -237,7 +237,7 @@ CASES: list[Case] = [
         "too-short",
         "refused",
         lambda rows: rows.iloc[:40],
-        says=("Series 'OT' has 40 steps; it needs at least 108", "1 series", "Lower --input-size"),
+        says=("Series 'OT' has 40 steps; it needs at least 42", "1 series", "Lower --input-size"),
     ),
     Case(
         "gap-longer-than-max-fill",

@@ -14,6 +14,7 @@ from tests.conftest import ETTH1, PROJECT
 
 sys.path.insert(0, str(PROJECT / "benchmarks"))
 import ett  # noqa: E402
+import m4_hourly  # noqa: E402
 import speed  # noqa: E402
 
 
@@ -50,3 +51,14 @@ def test_flop_count_of_a_segmented_gru():
     expected = 3 * (7 * 2 * 3 * 64 * (24 + 64) + 2 * 64 * 24)
     assert speed.train_flops("gru", config) == expected
     assert speed.train_flops("lstm", config) > speed.train_flops("gru", config)
+
+
+def test_m4_naive2_reseasonalizes_a_seasonal_series_and_repeats_noise():
+    pattern = 1 + 0.5 * np.sin(2 * np.pi * np.arange(24) / 24)
+    seasonal = 10 * np.tile(pattern, 30)[5:]  # 715 steps, starting mid-season
+    # a 2 x 24 moving average of an exact multiplicative season is the level itself, so the
+    # forecast continues the pattern where the history stops
+    expected = 10 * pattern[(len(seasonal) + 5 + np.arange(48)) % 24]
+    np.testing.assert_allclose(m4_hourly.naive2(seasonal), expected)
+    noise = np.random.default_rng(0).normal(size=700) + 100  # no autocorrelation at lag 24
+    np.testing.assert_array_equal(m4_hourly.naive2(noise), np.full(48, noise[-1]))

@@ -153,7 +153,7 @@ DATA_CASES: list[tuple[str, Callable[[pd.DataFrame], pd.DataFrame], list[str], l
         "too-short",
         lambda rows: rows,
         ["--input-size", "500"],
-        ["'OT' has 600 steps", "at least 843", "--input-size", "--horizon"],
+        ["'OT' has 600 steps", "at least 605", "--input-size", "--horizon"],
     ),
     (
         "header-only",

@@ -27,6 +27,7 @@ STEPS = [
     "train",
     "select",
     "forecast",
+    "forecast_short",
     "package",
     "publish",
 ]

@@ -276,6 +276,21 @@ def test_report_leaves_out_an_absent_warning_and_embeds_a_valid_chart() -> None:
     ElementTree.fromstring(base64.b64decode(encoded))
 
 
+def test_report_names_the_fitted_folds_and_the_series_left_to_a_baseline() -> None:
+    assert "Backtest fitted to the data" not in report(manifest())  # defaults fit: no section
+    document = manifest()
+    document["backtest"] = {"n_folds": 3, "fold_size": 42, "adapted": "The series are too short."}
+    document["short_series"] = [
+        {"unique_id": f"s{i}", "length": 10, "needed": 198, "model": "naive"} for i in range(12)
+    ]
+    text = report(document)
+    assert "## Backtest fitted to the data" in text
+    assert "- The series are too short." in text
+    assert "12 series too short for the backtest, forecast by a baseline" in text
+    assert "`s0` (naive, 10 of 198 steps)" in text and "`s9`" in text
+    assert "`s10`" not in text and "and 2 more" in text
+
+
 def test_superseded_report_says_nothing_was_published() -> None:
     text = superseded_report("brave-otter", "2024-01-02T00:00:00", "A newer run started.")
     assert text.startswith("# Forecast run brave-otter")

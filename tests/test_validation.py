@@ -35,9 +35,14 @@ def write(frame: pd.DataFrame, directory: Path, name: str = "series.csv") -> Pat
     return path
 
 
-def check(path: Path, model: ModelConfig = SMALL_MODEL, **options) -> ValidatedData:
+def check(
+    path: Path,
+    model: ModelConfig = SMALL_MODEL,
+    evaluation: EvaluationConfig | None = None,
+    **options,
+) -> ValidatedData:
     config = DataConfig(path=path, **options)
-    return validate(load_series(config), config, model, EvaluationConfig())
+    return validate(load_series(config), config, model, evaluation or EvaluationConfig())
 
 
 def message_of(path: Path, error: type[Exception] = DataValidationError, **options) -> str:
@@ -339,25 +344,88 @@ def test_raising_max_fill_bridges_a_long_gap(rows, tmp_path):
 def test_history_needs_a_window_a_validation_slice_and_the_folds(rows, tmp_path, length, enough):
     # input_size 24 + horizon 6 + validation 6 + 3 folds of 4 x 6 = 108 steps
     path = write(rows.iloc[:length], tmp_path)
+    folds = EvaluationConfig(n_folds=3, fold_size=24)  # set by the user: never shrunk
     if enough:
-        assert len(check(path).frame) == length
+        assert len(check(path, evaluation=folds).frame) == length
     else:
         with pytest.raises(InsufficientHistoryError):
-            check(path)
+            check(path, evaluation=folds)
+
+
+@pytest.mark.parametrize(
+    ("length", "n_folds", "fold_size"),
+    [(108, 3, 24), (107, 3, 23), (60, 3, 8), (50, 2, 7), (42, 1, 6)],
+)
+def test_default_folds_shrink_to_fit_a_short_series(rows, tmp_path, length, n_folds, fold_size):
+    # 24 + 6 + 6 + n_folds * fold_size steps: the size shrinks first, down to the horizon 6,
+    # then the count, each time to the largest that fits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        validated = check(write(rows.iloc[:length], tmp_path))
+    plan = validated.folds
+    assert (plan.evaluation.n_folds, plan.evaluation.fold_size) == (n_folds, fold_size)
+    assert plan.short == {}
+    notes = [str(w.message) for w in caught]
+    if length == 108:
+        assert plan.note == "" and notes == []
+    else:
+        assert notes == [plan.note]
+        assert "too short for a backtest of 3 folds of 24 steps" in plan.note
+        assert f"uses {n_folds} fold{'s' if n_folds > 1 else ''} of {fold_size} steps" in plan.note
+
+
+def test_a_single_series_too_short_even_for_one_small_fold_is_refused(rows, tmp_path):
+    path = write(rows.iloc[:41], tmp_path)
+    message = message_of(path, InsufficientHistoryError)
+    assert "Series 'OT' has 41 steps; it needs at least 42" in message
+    assert "1 backtest fold of 6 steps, the least the defaults shrink to" in message
+    assert "--input-size" in message
+    assert "baseline" not in message  # one series: nothing else to forecast
+
+
+def two_series(rows: pd.DataFrame, short_length: int) -> pd.DataFrame:
+    """OT (600 steps) and HUFL cut to its last `short_length` steps, as one long file."""
+    hufl = rows[["date", "HUFL"]].tail(short_length).rename(columns={"HUFL": "OT"})
+    return pd.concat([rows[["date", "OT"]].assign(site="a"), hufl.assign(site="b")])
+
+
+def test_a_series_too_short_among_several_is_named_for_a_baseline(rows, tmp_path):
+    path = write(two_series(rows, 40), tmp_path)
+    with pytest.warns(UserWarning, match=r"1 series is too short for the backtest: \['b'\]"):
+        validated = check(path, id_column="site")
+    assert validated.short_series == {"b": 40}
+    assert validated.folds.evaluation.fold_size == 24  # b does not shrink a's folds
+    assert list(validated.backtested_frame["unique_id"].unique()) == ["a"]
+    assert list(validated.frame["unique_id"].unique()) == ["a", "b"]
+
+
+def test_folds_set_by_the_user_that_most_series_miss_are_refused(rows, tmp_path):
+    path = write(two_series(rows, 100), tmp_path)
+    folds = EvaluationConfig(n_folds=3, fold_size=24)
+    with pytest.raises(InsufficientHistoryError) as caught:
+        check(path, evaluation=folds, id_column="site")
+    message = str(caught.value)
+    assert "1 series is too short: ['b']" in message
+    assert "Series 'b' has 100 steps; it needs at least 108" in message
+    assert "At most a tenth of the series may be shorter" in message
 
 
 def test_short_series_message_names_the_numbers_and_options(rows, tmp_path):
     path = write(rows, tmp_path)
     message = message_of(
-        path, InsufficientHistoryError, model=ModelConfig(input_size=500, horizon=24)
+        path,
+        InsufficientHistoryError,
+        model=ModelConfig(input_size=500, horizon=24),
+        evaluation=EvaluationConfig(n_folds=3),
     )
     assert str(path) in message
     assert "Series 'OT' has 600 steps" in message
-    # 500 + 24 + validation 31 (10% of the 312 steps before the folds) + 3 folds of 96
-    assert "at least 843" in message
+    # 500 + 24 + validation 52 (10% of the 528 steps before the folds) + 3 folds of 24
+    assert "at least 648" in message
     assert "--input-size" in message
     assert "--horizon" in message
-    assert "3 backtest folds of 96 steps" in message and "--n-folds" in message
+    assert "3 backtest folds of 24 steps, the least the defaults shrink to" in message
+    assert "--n-folds" in message
 
 
 def test_constant_series_is_refused(rows, tmp_path):

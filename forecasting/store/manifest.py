@@ -109,6 +109,27 @@ class BacktestSummary(_Section):
     fold_size: int | None = Field(None, description="Test steps per fold.")
     warm_start: bool | None = Field(None, description="Whether folds continue training.")
     interval_levels: list[int] | None = Field(None, description="Interval levels, percent.")
+    adapted: str | None = Field(
+        None,
+        description="Why `n_folds` and `fold_size` are fewer or smaller than configured (left "
+        "empty, they shrink when the series are too short for the defaults); null when not.",
+    )
+    typical_length: int | None = Field(
+        None,
+        description="The series length the folds were fitted to: that of the series at the "
+        "shortest tenth (the shortest, for fewer than 11 series).",
+    )
+
+
+class ShortSeries(_Section):
+    """A series too short for the backtest: forecast by a baseline, outside the tournament."""
+
+    unique_id: str | None = Field(None, description="The series.")
+    length: int | None = Field(None, description="Its steps after validation.")
+    needed: int | None = Field(None, description="Steps the backtest's windows need.")
+    model: str | None = Field(
+        None, description="The baseline that forecast it: 'seasonal_naive' or 'naive'."
+    )
 
 
 class PublishedAccuracy(_Section):
@@ -158,7 +179,7 @@ class Manifest(_Section):
         },
     )
 
-    schema_version: int | None = Field(None, description="Version of this layout (2).")
+    schema_version: int | None = Field(None, description="Version of this layout (3).")
     run_id: str | None = Field(None, description="`<as-of>-<fingerprint>`, the folder's name.")
     created_at: str | None = Field(None, description="When the run was built (ISO-8601, UTC).")
     as_of: str | None = Field(
@@ -177,6 +198,12 @@ class Manifest(_Section):
     backtest: BacktestSummary | None = None
     published_accuracy: PublishedAccuracy | None = None
     candidates: list[CandidateSummary] | None = Field(None, description="Every candidate.")
+    short_series: list[ShortSeries] | None = Field(
+        None,
+        description="Series too short for the backtest (empty when none): each is forecast by "
+        "the best baseline that fits it and left out of the tournament; `forecast.csv` names "
+        "that baseline in its `model` column.",
+    )
     files: dict[str, FileEntry] | None = Field(
         None,
         description="Every other file of the run (not manifest.json itself): name -> sha256 "
