@@ -1,0 +1,167 @@
+"""The per-series ridge: equals one scikit-learn Ridge per series, chooses its penalty on
+validation windows only, and its published files reproduce the published forecast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasting.config import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig
+from forecasting.models.linear import last_value_shift
+from forecasting.models.local_linear import ALPHAS, LocalLinearForecaster
+from forecasting.windowing import WindowSet, make_folds
+from tests.conftest import synthetic_panel
+
+HORIZON, INPUT_SIZE, N_FEATURES, N_SERIES = 3, 6, 2, 4
+
+
+def config(normalize: bool) -> ModelConfig:
+    return ModelConfig(horizon=HORIZON, input_size=INPUT_SIZE, normalize_window=normalize)
+
+
+def local_windows(n: int, seed: int, noise: float = 0.5) -> WindowSet:
+    """Windows of four series, interleaved and of unequal counts, each with its own affine map."""
+    rng = np.random.default_rng(seed)
+    weights = np.random.default_rng(99).normal(size=(N_SERIES, INPUT_SIZE * N_FEATURES, HORIZON))
+    series = rng.choice(N_SERIES, size=n, p=[0.4, 0.3, 0.2, 0.1])
+    inputs = rng.normal(size=(n, INPUT_SIZE, N_FEATURES))
+    signal = np.einsum("ni,nih->nh", inputs.reshape(n, -1), weights[series]) + series[:, None]
+    targets = signal + rng.normal(0, noise, (n, HORIZON))
+    return WindowSet(inputs, targets, series, np.arange(n))
+
+
+def reference(train: WindowSet, alpha: float, normalize: bool, series: int):
+    """scikit-learn's Ridge on one series' windows, with the same last-value shift."""
+    from sklearn.linear_model import Ridge
+
+    chosen = train.series == series
+    shifted, level = last_value_shift(train.inputs[chosen], normalize)
+    return Ridge(alpha=alpha).fit(shifted.reshape(len(shifted), -1), train.targets[chosen] - level)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_equals_one_scikit_learn_ridge_per_series(normalize: bool) -> None:
+    train, validation, new = local_windows(300, 1), local_windows(80, 2), local_windows(40, 3)
+    forecaster = LocalLinearForecaster(config(normalize), seed=0).fit(train, validation)
+    assert forecaster.alpha in ALPHAS
+    forecast = forecaster.predict(new.inputs, new.series)
+    for series in range(N_SERIES):
+        ridge = reference(train, forecaster.alpha, normalize, series)
+        chosen = new.series == series
+        shifted, level = last_value_shift(new.inputs[chosen], normalize)
+        expected = ridge.predict(shifted.reshape(len(shifted), -1)) + level
+        np.testing.assert_allclose(forecast[chosen], expected, rtol=0, atol=1e-8)
+
+
+def test_the_penalty_is_the_lowest_validation_error_of_the_grid() -> None:
+    """Noise-free validation windows favour a small penalty; targets unrelated to the inputs
+    favour the largest; each MSE equals the per-series reference's."""
+    train, fit_signal = local_windows(300, 1), local_windows(80, 2, noise=0.0)
+    clean = LocalLinearForecaster(config(False), seed=0).fit(train, fit_signal)
+    rng = np.random.default_rng(5)
+    unrelated = WindowSet(
+        fit_signal.inputs, rng.normal(size=(80, HORIZON)), fit_signal.series, np.arange(80)
+    )
+    noisy = LocalLinearForecaster(config(False), seed=0).fit(train, unrelated)
+    assert clean.alpha == ALPHAS[0] and noisy.alpha == ALPHAS[-1]
+    for forecaster, validation in ((clean, fit_signal), (noisy, unrelated)):
+        errors = np.zeros(len(ALPHAS))
+        for index, alpha in enumerate(ALPHAS):
+            for series in range(N_SERIES):
+                chosen = validation.series == series
+                flat = validation.inputs[chosen].reshape(int(chosen.sum()), -1)
+                predicted = reference(train, alpha, False, series).predict(flat)
+                errors[index] += np.sum((predicted - validation.targets[chosen]) ** 2)
+        expected = errors / (len(validation) * HORIZON)
+        np.testing.assert_allclose(forecaster.validation_mse, expected, rtol=1e-9)
+
+
+def test_a_fold_fit_reads_neither_its_test_block_nor_later_data() -> None:
+    """Changing a fold's test block changes nothing it fitted; changing its validation slice
+    changes the validation errors that choose the penalty."""
+    model = ModelConfig(horizon=6, input_size=24)
+    evaluation = EvaluationConfig(n_folds=2)
+    panel = synthetic_panel(n_series=3, length=300)
+
+    def fitted(frame: pd.DataFrame) -> LocalLinearForecaster:
+        fold = make_folds(frame, ["y"], model, evaluation)[0]
+        return LocalLinearForecaster(model, seed=0).fit(fold.train, fold.validation)
+
+    fold = make_folds(panel, ["y"], model, evaluation)[0]
+    position = panel.groupby("unique_id").cumcount().to_numpy()
+    base = fitted(panel)
+    later = panel.assign(y=np.where(position >= fold.test_start[0], panel.y * 5 + 3, panel.y))
+    changed = fitted(later)
+    assert changed.alpha == base.alpha
+    np.testing.assert_array_equal(changed.coefficients, base.coefficients)
+    np.testing.assert_array_equal(changed.validation_mse, base.validation_mse)
+    in_validation = (position >= fold.train_end[0]) & (position < fold.test_start[0])
+    moved = fitted(panel.assign(y=np.where(in_validation, panel.y + 4.0, panel.y)))
+    assert not np.allclose(moved.validation_mse, base.validation_mse)
+
+
+def test_many_series_need_the_series_index_and_unknown_series_are_refused() -> None:
+    train, validation = local_windows(300, 1), local_windows(80, 2)
+    forecaster = LocalLinearForecaster(config(True), seed=0).fit(train, validation)
+    with pytest.raises(ValueError, match="needs each window's series index"):
+        forecaster.predict(train.inputs[:3])
+    with pytest.raises(ValueError, match=r"no model for some windows' series.*\[7\]"):
+        forecaster.predict(train.inputs[:2], np.array([0, 7]))
+
+
+def test_finetune_refits_every_series_on_all_history_with_the_chosen_penalty() -> None:
+    train, validation, history = local_windows(300, 1), local_windows(80, 2), local_windows(400, 4)
+    forecaster = LocalLinearForecaster(config(True), seed=0).fit(train, validation)
+    before = forecaster.coefficients.copy()
+    assert forecaster.finetune(history, epochs=0).coefficients is not None
+    np.testing.assert_array_equal(forecaster.coefficients, before)
+    forecaster.finetune(history, epochs=1)
+    new = local_windows(20, 5)
+    for series in range(N_SERIES):
+        chosen = new.series == series
+        shifted, level = last_value_shift(new.inputs[chosen], True)
+        ridge = reference(history, forecaster.alpha, True, series)
+        np.testing.assert_allclose(
+            forecaster.predict(new.inputs[chosen], new.series[chosen]),
+            ridge.predict(shifted.reshape(len(shifted), -1)) + level,
+            rtol=0,
+            atol=1e-8,
+        )
+
+
+def test_the_published_forecast_is_recomputed_from_the_published_files(
+    panel_csv: Path, tmp_path: Path
+) -> None:
+    """With local_linear the champion, the run's model.keras and preprocessing.json, fed each
+    series' last rows of the input file by the published recipe (the scaled window in float32,
+    as the pipeline holds windows), give forecast.csv's y_hat."""
+    from forecasting.pipeline import run
+    from forecasting.store.model_files import load_latest_model
+
+    config = PipelineConfig(
+        name="panel",
+        output_dir=tmp_path / "out",
+        data=DataConfig(path=panel_csv, id_column="site", time_column="time", target_column="load"),
+        model=ModelConfig(horizon=6, input_size=24, candidates=("local_linear",)),
+    )
+    result = run(config)
+    assert result.champion == "local_linear" and result.path is not None
+    run_dir = Path(result.path)
+    forecast = pd.read_csv(run_dir / "forecast.csv")
+    recipe = json.loads((run_dir / "preprocessing.json").read_text())
+    assert recipe["model"] == "local_linear" and "'series'" in recipe["recipe"][3]
+    model = load_latest_model(tmp_path / "out", "panel")
+    history = pd.read_csv(panel_csv)
+    for index, series_id in enumerate(recipe["series_ids"]):
+        scaling = recipe["scaling"][series_id][recipe["features"][0]]
+        rows = history.loc[history.site == series_id, "load"].to_numpy()[-recipe["input_size"] :]
+        x = ((rows - scaling["mean"]) / scaling["std"]).astype(np.float32).astype(np.float64)
+        level = x[-1] if recipe["window_normalization"] == "last_value" else 0.0
+        window = (x - level)[None, :, None]
+        y = np.asarray(model({"window": window, "series": np.array([[index]])}))[0] + level
+        expected = forecast.loc[forecast.unique_id == series_id, "y_hat"].to_numpy()
+        np.testing.assert_allclose(y * scaling["std"] + scaling["mean"], expected, rtol=1e-12)
