@@ -1,16 +1,13 @@
-"""The per-series ridge: equals one scikit-learn Ridge per series, chooses its penalty on
-validation windows only, and its published files reproduce the published forecast."""
+"""The per-series ridge: equals one scikit-learn Ridge per series and chooses its penalty on
+validation windows only (tests/test_published_recipe.py recomputes its published forecast)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.config import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig
+from forecasting.config import EvaluationConfig, ModelConfig
 from forecasting.models import local_linear
 from forecasting.models.linear import last_value_shift
 from forecasting.models.local_linear import ALPHAS, LocalLinearForecaster
@@ -134,37 +131,3 @@ def test_finetune_refits_every_series_on_all_history_with_the_chosen_penalty() -
             rtol=0,
             atol=1e-8,
         )
-
-
-def test_the_published_forecast_is_recomputed_from_the_published_files(
-    panel_csv: Path, tmp_path: Path
-) -> None:
-    """With local_linear the champion, the run's model.keras and preprocessing.json, fed each
-    series' last rows of the input file by the published recipe (the scaled window in float32,
-    as the pipeline holds windows), give forecast.csv's y_hat."""
-    from forecasting.pipeline import run
-    from forecasting.store.model_files import load_latest_model
-
-    config = PipelineConfig(
-        name="panel",
-        output_dir=tmp_path / "out",
-        data=DataConfig(path=panel_csv, id_column="site", time_column="time", target_column="load"),
-        model=ModelConfig(horizon=6, input_size=24, candidates=("local_linear",)),
-    )
-    result = run(config)
-    assert result.champion == "local_linear" and result.path is not None
-    run_dir = Path(result.path)
-    forecast = pd.read_csv(run_dir / "forecast.csv")
-    recipe = json.loads((run_dir / "preprocessing.json").read_text())
-    assert recipe["model"] == "local_linear" and "'series'" in recipe["recipe"][3]
-    model = load_latest_model(tmp_path / "out", "panel")
-    history = pd.read_csv(panel_csv)
-    for index, series_id in enumerate(recipe["series_ids"]):
-        scaling = recipe["scaling"][series_id][recipe["features"][0]]
-        rows = history.loc[history.site == series_id, "load"].to_numpy()[-recipe["input_size"] :]
-        x = ((rows - scaling["mean"]) / scaling["std"]).astype(np.float32).astype(np.float64)
-        level = x[-1] if recipe["window_normalization"] == "last_value" else 0.0
-        window = (x - level)[None, :, None]
-        y = np.asarray(model({"window": window, "series": np.array([[index]])}))[0] + level
-        expected = forecast.loc[forecast.unique_id == series_id, "y_hat"].to_numpy()
-        np.testing.assert_allclose(y * scaling["std"] + scaling["mean"], expected, rtol=1e-12)
