@@ -70,7 +70,7 @@ def default_text(info: FieldInfo) -> str:
     if default is None or default == ():
         return ""
     if isinstance(default, tuple):
-        return ",".join(str(item) for item in default)
+        return ", ".join(str(item) for item in default)  # spaces let the help wrap a long list
     if default == DEFAULT_DATA:
         return "the ETTh1 sample bundled with the package"
     if isinstance(default, Path) and not default.is_absolute():

@@ -84,7 +84,7 @@ def predict_descaled(
     Raises:
         FloatingPointError: The forecaster produced NaN or infinite values.
     """
-    scaled = np.asarray(forecaster.predict(inputs), dtype=np.float64)
+    scaled = np.asarray(forecaster.predict(inputs, series), dtype=np.float64)
     if not np.all(np.isfinite(scaled)):
         raise FloatingPointError(f"{forecaster.kind} produced NaN or infinite forecasts")
     return windows.scaling.descale_target(scaled, series)

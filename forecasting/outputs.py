@@ -142,6 +142,12 @@ def preprocessing_spec(
     normalized = spec(champion).depends_on("model.normalize_window") and (
         config.model.normalize_window
     )
+    model_call = "y = model(x[None])[0] (+ level when normalized)"
+    if spec(champion).per_series:
+        model_call = (
+            "y = model({'window': x[None], 'series': [[series_ids.index(unique_id)]]})[0] "
+            "(+ level when normalized)"
+        )
     return {
         "schema_version": SCHEMA_VERSION,
         "model": champion,
@@ -158,7 +164,7 @@ def preprocessing_spec(
             "x = last input_size rows of [target, *covariates] per series, oldest first",
             "x = (x - mean) / std with that series' statistics per feature",
             "if window_normalization == 'last_value': level = x[-1, 0]; x[:, 0] -= level",
-            "y = model(x[None])[0] (+ level when normalized)",
+            model_call,
             "y_hat = y * std_target + mean_target",
         ],
     }

@@ -31,7 +31,7 @@ def help_text(*command: str) -> str:
 def expected_default(default: object) -> str:
     """The field's default as a person would write it, independently of `default_text`."""
     if isinstance(default, tuple):
-        return ",".join(default)
+        return ", ".join(default)
     if default == DEFAULT_DATA:
         return "the ETTh1 sample bundled with the package"
     if isinstance(default, Path) and not default.is_absolute():

@@ -16,7 +16,15 @@ from forecasting.selection import select_champion
 from forecasting.windowing import WindowSet
 from tests.test_selection import evidence, results
 
-EXPECTED_ORDER = ("naive", "seasonal_naive", "linear", "simple_rnn", "gru", "lstm")
+EXPECTED_ORDER = (
+    "naive",
+    "seasonal_naive",
+    "linear",
+    "local_linear",
+    "simple_rnn",
+    "gru",
+    "lstm",
+)
 
 
 def test_kinds_are_in_rank_order_simplest_first() -> None:
@@ -124,6 +132,10 @@ def test_every_kind_builds_fits_and_round_trips(
     reloaded = load_published_model(run_dir / entry.model_file, tmp_path / "demo" / "runs")
     normalized = entry.depends_on("model.normalize_window") and tiny_model.normalize_window
     shifted, level = last_value_shift(inputs, normalized)
+    model_inputs = {"window": shifted, "series": np.zeros((len(inputs), 1), "int32")}
     np.testing.assert_allclose(
-        reloaded.predict(shifted, verbose=0) + level, expected, rtol=1e-4, atol=1e-5
+        reloaded.predict(model_inputs if entry.per_series else shifted, verbose=0) + level,
+        expected,
+        rtol=1e-4,
+        atol=1e-5,
     )

@@ -44,7 +44,9 @@ def test_non_finite_forecasts_mark_the_candidate_failed(folds, tiny_model, monke
     from forecasting.models.rnn import RNNForecaster
 
     monkeypatch.setattr(
-        RNNForecaster, "predict", lambda self, inputs: np.full((len(inputs), 6), np.inf)
+        RNNForecaster,
+        "predict",
+        lambda self, inputs, series=None: np.full((len(inputs), 6), np.inf),
     )
     result = train_candidate("lstm", folds, tiny_model, 24, seed=1)
     assert result.status == "failed"
@@ -121,7 +123,9 @@ def test_a_non_finite_forecast_drops_that_candidate_not_the_run(
     results = [train_candidate(kind, folds, tiny_model, 24, seed=1) for kind in ("naive", "gru")]
     backtest = collect(folds, results, 24)
     monkeypatch.setattr(
-        RNNForecaster, "predict", lambda self, inputs: np.full((len(inputs), 6), np.nan)
+        RNNForecaster,
+        "predict",
+        lambda self, inputs, series=None: np.full((len(inputs), 6), np.nan),
     )
     data = validated_panel(panel)
     forecasts = forecast_candidates(results, "naive", windows, data, config, backtest)

@@ -42,7 +42,7 @@ class SumAhead:
     def __init__(self, step: np.ndarray, horizon: int) -> None:
         self.step, self.horizon = step, horizon
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, series: np.ndarray | None = None) -> np.ndarray:
         last = inputs[:, -1:, 0].astype(np.float64)
         return last + self.step[:, None] * np.arange(1, self.horizon + 1)
 

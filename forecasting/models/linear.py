@@ -176,7 +176,7 @@ class LinearForecaster:
         self.coefficients, self.intercept = _RidgePath.fit(features, targets).solve(self.alpha)
         return self
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, series: np.ndarray | None = None) -> np.ndarray:
         """Maps scaled inputs (n, input_size, n_features) to scaled forecasts (n, horizon)."""
         coefficients, intercept = self._weights()
         shifted, level = last_value_shift(inputs, self.config.normalize_window)

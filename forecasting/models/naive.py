@@ -40,7 +40,7 @@ class NaiveForecaster(_Baseline):
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, series: np.ndarray | None = None) -> np.ndarray:
         """Maps inputs of shape (n, input_size, n_features) to forecasts of shape (n, horizon)."""
         return np.repeat(inputs[:, -1:, 0], self.horizon, axis=1)
 
@@ -54,7 +54,7 @@ class SeasonalNaiveForecaster(_Baseline):
         self.horizon = horizon
         self.season_length = season_length
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, series: np.ndarray | None = None) -> np.ndarray:
         """Maps inputs of shape (n, input_size, n_features) to forecasts of shape (n, horizon)."""
         season = inputs[:, -self.season_length :, 0]
         steps = np.arange(self.horizon) % self.season_length

@@ -37,8 +37,9 @@ _SECTIONS = ("model", "data", "evaluation")
 class Forecaster(Protocol):
     """What every candidate answers, baselines included.
 
-    Every candidate answers `fit(train, validation)` and `predict(inputs)` on scaled windows
-    (see `windowing.WindowSet`), so the pipeline treats them all alike.
+    Every candidate answers `fit(train, validation)` and `predict(inputs, series)` on scaled
+    windows (see `windowing.WindowSet`; `series` is each window's series index, which only
+    per-series kinds read), so the pipeline treats them all alike.
     """
 
     kind: str
@@ -53,7 +54,7 @@ class Forecaster(Protocol):
 
     def finetune(self, windows: WindowSet, epochs: int) -> Forecaster: ...
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray: ...
+    def predict(self, inputs: np.ndarray, series: np.ndarray | None = None) -> np.ndarray: ...
 
     def to_bytes(self) -> bytes | None: ...
 
@@ -80,6 +81,9 @@ class ModelSpec:
             dethrones it.
         model_file: File name its fitted model is published as (from `Forecaster.to_bytes`
             and loaded by `model_files.load_published_model`); None publishes no model file.
+        per_series: Whether its weights differ per series: `predict` then needs each
+            window's series index, and its published model takes a second input, `series`
+            (the index into preprocessing.json's `series_ids`).
     """
 
     name: str
@@ -89,6 +93,7 @@ class ModelSpec:
     build: Builder
     recipe_fields: tuple[str, ...]
     model_file: str | None = None
+    per_series: bool = False
 
     def __post_init__(self) -> None:
         for setting in self.recipe_fields:

@@ -191,7 +191,7 @@ class RNNForecaster:
         )
         return self
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, series: np.ndarray | None = None) -> np.ndarray:
         """Maps scaled inputs (n, input_size, n_features) to scaled forecasts (n, horizon)."""
         shifted, level = self._shift(inputs)
         # Pad to whole batches so every call has one input shape and TensorFlow traces once.
