@@ -39,6 +39,9 @@ DEFAULT_DATA = _bundled_sample()
 DEFAULT_OUTPUT_DIR = Path("outputs")
 
 Metric = Literal["mae", "rmse", "mase", "smape"]
+TargetScaling = Literal["mase", "zscore"]
+Loss = Literal["mse", "mae", "huber"]
+Base = Literal["none", "seasonal_naive"]
 _RESERVED_COLUMNS = {"unique_id", "ds", "y", "row"}
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -138,6 +141,25 @@ class ModelConfig(_Frozen):
         True,
         description="Subtract each input window's last target value and add it back to the "
         "output (as NLinear does), in the RNNs and linear; makes them robust to level shifts.",
+    )
+    target_scaling: TargetScaling = Field(
+        "mase",
+        description="How each series' target is scaled before the models see it: 'mase' "
+        "divides by its in-sample seasonal naive MAE (the scale MASE divides errors by), "
+        "'zscore' by its standard deviation; both subtract its mean. Covariates are always "
+        "z-scored. Fitted on each fold's training block only.",
+    )
+    loss: Loss = Field(
+        "mae",
+        description="Training loss of the RNNs on scaled targets: 'mse', 'mae' or 'huber' "
+        "(delta 1, one in-sample seasonal naive MAE under mase scaling). The champion is "
+        "still chosen on evaluation.metric.",
+    )
+    base: Base = Field(
+        "none",
+        description="Residual (hybrid) mode of the RNNs: 'seasonal_naive' makes each RNN learn "
+        "the correction to the seasonal naive forecast and publish base + correction; 'none' "
+        "forecasts directly.",
     )
     segment_length: int = Field(
         24,

@@ -207,7 +207,11 @@ def make_folds(
     validated: validation.ValidatedData, config: PipelineConfig
 ) -> list[windowing.Windows]:
     return windowing.make_folds(
-        validated.frame, config.data.features, config.model, config.evaluation
+        validated.frame,
+        config.data.features,
+        config.model,
+        config.evaluation,
+        validated.season_length,
     )
 
 

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from forecasting.models.linear import last_value_shift
-from forecasting.models.registry import KERAS_FILE, ModelSpec
+from forecasting.models.registry import KERAS_FILE, ModelSpec, make_forecaster
 
 if TYPE_CHECKING:
     from forecasting.config import ModelConfig
+    from forecasting.models.registry import Forecaster
     from forecasting.windowing import WindowSet
 
 # Each recurrent kind: the Keras layer it stacks and its tie-break rank (simplest first).
@@ -95,15 +96,29 @@ class RNNForecaster:
     With `normalize_window`, each window's last observed target value is subtracted from its
     target inputs and its targets before the network sees them, and added back to the network's
     output (as NLinear does), so the network learns changes rather than levels.
+
+    With a `base` forecaster (`model.base`, the residual or hybrid mode), the network learns
+    the correction to the base's forecast instead: the base's forecast, not the last value, is
+    what is subtracted from the targets and added back to the output (the inputs are still
+    shifted by the last value when `normalize_window`). The base fits before the network and
+    the published forecast is base + correction.
     """
 
     trains = True
 
-    def __init__(self, kind: str, config: ModelConfig, n_features: int, seed: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        config: ModelConfig,
+        n_features: int,
+        seed: int,
+        base: Forecaster | None = None,
+    ) -> None:
         import keras
 
         keras.utils.set_random_seed(seed)
         self.kind = kind
+        self.base = base
         self.config = config
         self.seed = seed
         self.model = build_rnn(
@@ -127,13 +142,17 @@ class RNNForecaster:
 
         self.model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=1.0),
-            loss="mse",
+            loss=self.config.loss,
             steps_per_execution=STEPS_PER_EXECUTION,
         )
 
     def _shift(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (model inputs, level to add back), shapes as inputs and (n, 1)."""
-        return last_value_shift(inputs, self.config.normalize_window)
+        """Returns (model inputs, what to add to the network's output): the level, (n, 1), or
+        with a base its forecast, (n, horizon)."""
+        shifted, level = last_value_shift(inputs, self.config.normalize_window)
+        if self.base is None:
+            return shifted, level
+        return shifted, np.asarray(self.base.predict(inputs), dtype=inputs.dtype)
 
     def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
         """Trains with early stopping on `validation`, restoring the best epoch's weights.
@@ -144,6 +163,8 @@ class RNNForecaster:
         import keras
 
         keras.utils.set_random_seed(self.seed)  # each fold's shuffling independent of the last
+        if self.base is not None:
+            self.base.fit(train, validation)
         self._compile(self.config.learning_rate)
         x_train, level_train = self._shift(train.inputs)
         x_val, level_val = self._shift(validation.inputs)
@@ -178,6 +199,8 @@ class RNNForecaster:
         if epochs == 0:
             return self
         keras.utils.set_random_seed(self.seed)  # independent of what trained in between
+        if self.base is not None:
+            self.base.finetune(windows, epochs)
         self._compile(self.config.learning_rate / 10)
         inputs, level = self._shift(windows.inputs)
         self.model.fit(
@@ -236,7 +259,10 @@ def _time_budget(seconds: float):
 def _build_rnn_forecaster(
     kind: str, config: ModelConfig, n_features: int, season_length: int, seed: int
 ) -> RNNForecaster:
-    return RNNForecaster(kind, config, n_features, seed)
+    base = None
+    if config.base != "none":  # any registered kind answers fit / predict on scaled windows
+        base = make_forecaster(config.base, config, n_features, season_length, seed)
+    return RNNForecaster(kind, config, n_features, seed, base=base)
 
 
 # Settings that change what an RNN learns; time_budget_seconds only bounds the cost.
@@ -248,6 +274,9 @@ _RNN_RECIPE = (
     "model.dropout",
     "model.recurrent_dropout",
     "model.normalize_window",
+    "model.target_scaling",
+    "model.loss",
+    "model.base",
     "model.segment_length",
     "model.max_epochs",
     "model.patience",
