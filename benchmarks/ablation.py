@@ -103,7 +103,9 @@ class M4:
         truth, y_hat = {}, {}
         for name in ("validation", "test"):
             split = splits[name]
-            truth[name] = fold.scaling.descale_target(split.targets.astype(np.float64), split.series)
+            truth[name] = fold.scaling.descale_target(
+                split.targets.astype(np.float64), split.series
+            )
             y_hat[name] = fold.scaling.descale_target(scaled[name], split.series)
         # Validation windows are scored with the scale of the data before them, as selection is.
         val_scale = self.scale_before(fold)[fold.validation.series]
@@ -139,7 +141,9 @@ class ETTh1:
 
     def row(self, kind: str, variant: str, horizon: int, max_epochs: int) -> dict:
         config = model_config(variant, horizon, max_epochs)
-        scaling = fit_scaling([self.values], np.array([ETT_BORDERS[1]]), SEASON, config.target_scaling)
+        scaling = fit_scaling(
+            [self.values], np.array([ETT_BORDERS[1]]), SEASON, config.target_scaling
+        )
         scaled = scaling.scale([self.values])
         splits = {
             name: window_set(scaled, np.array([start]), np.array([end]), config.input_size, horizon)
@@ -235,9 +239,7 @@ def main() -> None:
         kept = pd.read_csv(previous)
         kept = kept[~kept.dataset.isin(table.dataset.unique())]
         table = pd.concat([kept, table], ignore_index=True)
-    table = table[COLUMNS].round(
-        {"validation_mase": 4, "mase": 4, "mse": 4, "seconds": 1}
-    )
+    table = table[COLUMNS].round({"validation_mase": 4, "mase": 4, "mse": 4, "seconds": 1})
     notes = (
         "Verdicts (the variant is chosen on validation MASE; the best-on-test row is labelled "
         "test-picked and is not a choice):\n\n" + verdicts(table) + f"\n\nRNNs: units 64, "

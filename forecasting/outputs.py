@@ -129,10 +129,17 @@ def label_forecast(
 def preprocessing_spec(
     windows: Windows, config: PipelineConfig, data: ValidatedData, champion: str
 ) -> dict:
-    """Everything needed to turn new history into the champion's input, and its output back."""
+    """Everything needed to turn new history into the champion's input, and its output back.
+
+    `scaling` holds, per series and feature, the `mean` subtracted and the `std` divided by
+    (for the target under `target_scaling` "mase", the series' in-sample seasonal naive MAE);
+    `base` names the forecaster whose forecast the model's output corrects (residual mode), or
+    None when the model forecasts directly.
+    """
     normalized = spec(champion).depends_on("model.normalize_window") and (
         config.model.normalize_window
     )
+    base = config.model.base if spec(champion).depends_on("model.base") else "none"
     return {
         "schema_version": SCHEMA_VERSION,
         "model": champion,
@@ -143,13 +150,17 @@ def preprocessing_spec(
         "target": config.data.target_column,
         "features": windows.features,
         "series_ids": windows.series_ids,
+        "target_scaling": windows.scaling.target,
         "scaling": windows.scaling.to_dict(windows.series_ids, windows.features),
         "window_normalization": "last_value" if normalized else None,
+        "base": None if base == "none" else base,
         "recipe": [
             "x = last input_size rows of [target, *covariates] per series, oldest first",
             "x = (x - mean) / std with that series' statistics per feature",
+            "if base == 'seasonal_naive': b[k] = x[input_size - season_length + k % "
+            "season_length, 0] for k in 0..horizon-1 (before the next line)",
             "if window_normalization == 'last_value': level = x[-1, 0]; x[:, 0] -= level",
-            "y = model(x[None])[0] (+ level when normalized)",
+            "y = model(x[None])[0] (+ b when base is set, else + level when normalized)",
             "y_hat = y * std_target + mean_target",
         ],
     }

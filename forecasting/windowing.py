@@ -210,12 +210,14 @@ def make_folds(
 
 
 def _season_of(frame: pd.DataFrame, model: ModelConfig) -> int:
-    """`model.season_length`, or the season of the first series' step (24 for hourly)."""
+    """`model.season_length`, or the season of the first series' first step (24 for hourly)."""
     if model.season_length is not None:
         return model.season_length
-    first = frame["ds"].iloc[: min(len(frame), 3)]
-    freq = pd.infer_freq(first) if len(first) >= 3 else None
-    return season_for(freq, None) if freq else 1
+    first = frame["ds"].iloc[:2]
+    if len(first) < 2 or frame["unique_id"].iloc[0] != frame["unique_id"].iloc[1]:
+        return 1
+    step = pd.tseries.frequencies.to_offset(first.iloc[1] - first.iloc[0])
+    return season_for(step.freqstr, None)
 
 
 def window_set(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RUNS = "runs"
 LATEST = "latest"
 MANIFEST = "manifest.json"
