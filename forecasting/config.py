@@ -161,6 +161,12 @@ class ModelConfig(_Frozen):
         "the correction to the seasonal naive forecast and publish base + correction; 'none' "
         "forecasts directly.",
     )
+    scale_window: bool = Field(
+        True,
+        description="In the RNNs, divide each window's target inputs by their own standard "
+        "deviation and multiply the output back (with the loss weighted to match), so "
+        "series of very different spread train alike.",
+    )
     segment_length: int = Field(
         24,
         ge=1,

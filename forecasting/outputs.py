@@ -140,6 +140,7 @@ def preprocessing_spec(
         config.model.normalize_window
     )
     base = config.model.base if spec(champion).depends_on("model.base") else "none"
+    window_scaled = spec(champion).depends_on("model.scale_window") and config.model.scale_window
     return {
         "schema_version": SCHEMA_VERSION,
         "model": champion,
@@ -153,6 +154,7 @@ def preprocessing_spec(
         "target_scaling": windows.scaling.target,
         "scaling": windows.scaling.to_dict(windows.series_ids, windows.features),
         "window_normalization": "last_value" if normalized else None,
+        "window_scale": "std" if window_scaled else None,
         "base": None if base == "none" else base,
         "recipe": [
             "x = last input_size rows of [target, *covariates] per series, oldest first",
@@ -160,7 +162,8 @@ def preprocessing_spec(
             "if base == 'seasonal_naive': b[k] = x[input_size - season_length + k % "
             "season_length, 0] for k in 0..horizon-1 (before the next line)",
             "if window_normalization == 'last_value': level = x[-1, 0]; x[:, 0] -= level",
-            "y = model(x[None])[0] (+ b when base is set, else + level when normalized)",
+            "if window_scale == 'std': s = std(x[:, 0]) (1 when 0); x[:, 0] /= s; else s = 1",
+            "y = model(x[None])[0] * s (+ b when base is set, else + level when normalized)",
             "y_hat = y * std_target + mean_target",
         ],
     }

@@ -22,8 +22,13 @@ def windows(panel, tiny_model, evaluation):
 
 
 def _network_output(forecaster, inputs: np.ndarray) -> np.ndarray:
+    """The correction: the network on the shifted window, its target divided by the window's
+    standard deviation, the output multiplied back."""
     shifted, _ = last_value_shift(inputs, forecaster.config.normalize_window)
-    return np.asarray(forecaster.model.predict(shifted, verbose=0), dtype=np.float64)
+    spread = shifted[:, :, 0].std(axis=1, keepdims=True)
+    shifted[:, :, 0] /= spread
+    output = forecaster.model.predict(shifted, verbose=0)
+    return np.asarray(output, dtype=np.float64) * spread
 
 
 @pytest.mark.parametrize(
@@ -39,7 +44,8 @@ def test_the_configured_loss_is_what_training_minimizes(windows, tiny_model, los
     record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, log: logs.append(log))
     forecaster.fit(windows.train, windows.validation, callbacks=[record])
     residual = forecaster.predict(windows.validation.inputs) - windows.validation.targets
-    # Keras' validation loss after the one epoch is the configured error of these weights.
+    # Keras' validation loss after the one epoch is the configured error of these weights in
+    # the scaled series' units (each window's scale is undone by its sample weight).
     assert logs[-1]["val_loss"] == pytest.approx(float(np.mean(error(residual))), rel=1e-4)
 
 
@@ -71,14 +77,17 @@ def test_a_published_hybrid_forecast_is_base_plus_correction_from_the_files(tiny
     folder = tiny_config.output_dir / "slice"
     spec = json.loads((folder / "runs" / result.run_id / "preprocessing.json").read_text())
     assert spec["base"] == "seasonal_naive" and spec["target_scaling"] == "mase"
+    assert spec["window_scale"] == "std"
     input_size, horizon, season = spec["input_size"], spec["horizon"], spec["season_length"]
     scaling = spec["scaling"]["OT"]["y"]
     history = pd.read_csv(tiny_config.data.path)["OT"].to_numpy()[-input_size:]
     x = (history - scaling["mean"]) / scaling["std"]
     base = x[input_size - season + np.arange(horizon) % season]
-    level = x[-1]
+    shifted = x - x[-1]
+    spread = shifted.std()
     network = load_published_model(folder / "runs" / result.run_id / "model.keras", folder / "runs")
-    correction = network.predict((x - level)[None, :, None].astype("float32"), verbose=0)[0]
+    window = (shifted / spread)[None, :, None].astype("float32")
+    correction = network.predict(window, verbose=0)[0] * spread
     forecast = pd.read_csv(folder / "runs" / result.run_id / "forecast.csv")
     np.testing.assert_allclose(
         (base + correction) * scaling["std"] + scaling["mean"], forecast["y_hat"], rtol=1e-5

@@ -146,13 +146,32 @@ class RNNForecaster:
             steps_per_execution=STEPS_PER_EXECUTION,
         )
 
-    def _shift(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (model inputs, what to add to the network's output): the level, (n, 1), or
-        with a base its forecast, (n, horizon)."""
+    def _shift(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns (network inputs, what to add to its output, what to multiply it by).
+
+        The offset is the level, (n, 1), or with a base its forecast, (n, horizon); the scale,
+        (n, 1), is each window's own (see `window_scale`), or 1 when `model.scale_window` is
+        off.
+        """
         shifted, level = last_value_shift(inputs, self.config.normalize_window)
-        if self.base is None:
-            return shifted, level
-        return shifted, np.asarray(self.base.predict(inputs), dtype=inputs.dtype)
+        offset = level if self.base is None else self.base.predict(inputs).astype(inputs.dtype)
+        if not self.config.scale_window:
+            return shifted, offset, np.ones_like(level)
+        scale = window_scale(shifted)
+        scaled = shifted.copy()  # without normalize_window, `shifted` is the caller's inputs
+        scaled[:, :, 0] /= scale
+        return scaled, offset, scale
+
+    def _training_data(self, windows: WindowSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns (network inputs, network targets, sample weights) of `windows`.
+
+        With window scaling the network's targets are divided by the window's scale and each
+        window is weighted by it (squared for MSE), so the loss stays the configured error in
+        the units of the scaled series (under MASE scaling, the units of the metric).
+        """
+        inputs, offset, scale = self._shift(windows.inputs)
+        weight = scale[:, 0] ** 2 if self.config.loss == "mse" else scale[:, 0]
+        return inputs, (windows.targets - offset) / scale, weight
 
     def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
         """Trains with early stopping on `validation`, restoring the best epoch's weights.
@@ -166,16 +185,17 @@ class RNNForecaster:
         if self.base is not None:
             self.base.fit(train, validation)
         self._compile(self.config.learning_rate)
-        x_train, level_train = self._shift(train.inputs)
-        x_val, level_val = self._shift(validation.inputs)
+        x_train, y_train, w_train = self._training_data(train)
+        validation_data = self._training_data(validation)
         stopper = keras.callbacks.EarlyStopping(
             patience=self.config.patience, restore_best_weights=True
         )
         budget = _time_budget(self.config.time_budget_seconds)
         history = self.model.fit(
             x_train,
-            train.targets - level_train,
-            validation_data=(x_val, validation.targets - level_val),
+            y_train,
+            sample_weight=w_train,
+            validation_data=validation_data,
             epochs=self.config.max_epochs,
             batch_size=self.config.batch_size,
             shuffle=True,
@@ -202,10 +222,11 @@ class RNNForecaster:
         if self.base is not None:
             self.base.finetune(windows, epochs)
         self._compile(self.config.learning_rate / 10)
-        inputs, level = self._shift(windows.inputs)
+        inputs, targets, weight = self._training_data(windows)
         self.model.fit(
             inputs,
-            windows.targets - level,
+            targets,
+            sample_weight=weight,
             epochs=epochs,
             batch_size=self.config.batch_size,
             shuffle=True,
@@ -216,12 +237,12 @@ class RNNForecaster:
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Maps scaled inputs (n, input_size, n_features) to scaled forecasts (n, horizon)."""
-        shifted, level = self._shift(inputs)
+        shifted, offset, scale = self._shift(inputs)
         # Pad to whole batches so every call has one input shape and TensorFlow traces once.
         padding = -len(shifted) % _PREDICT_BATCH
         padded = np.concatenate([shifted, np.zeros((padding, *shifted.shape[1:]), shifted.dtype)])
         output = self.model.predict(padded, batch_size=_PREDICT_BATCH, verbose=0)[: len(shifted)]
-        return np.asarray(output, dtype=np.float64) + level
+        return np.asarray(output, dtype=np.float64) * scale + offset
 
     def to_bytes(self) -> bytes:
         """Serializes the Keras model to the bytes of a `.keras` file."""
@@ -229,6 +250,17 @@ class RNNForecaster:
             path = Path(folder) / "model.keras"
             self.model.save(path)
             return path.read_bytes()
+
+
+def window_scale(shifted: np.ndarray) -> np.ndarray:
+    """Each window's standard deviation of its target inputs, (n, 1); 1 where it is 0.
+
+    Under MASE scaling a smooth series' window can span a hundred units; dividing its target
+    inputs by its own spread keeps the recurrent layers out of saturation (as neuralforecast
+    scales every window), while the output is multiplied back.
+    """
+    spread = shifted[:, :, 0].std(axis=1, keepdims=True)
+    return np.where(spread > 1e-6, spread, 1.0).astype(shifted.dtype)
 
 
 def _time_budget(seconds: float):
@@ -277,6 +309,7 @@ _RNN_RECIPE = (
     "model.target_scaling",
     "model.loss",
     "model.base",
+    "model.scale_window",
     "model.segment_length",
     "model.max_epochs",
     "model.patience",
