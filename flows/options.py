@@ -39,6 +39,8 @@ OPTIONS: dict[str, str] = {
     "--name": "name",
     "--output-dir": "output_dir",
     "--segment-length": "model.segment_length",
+    "--loss": "model.loss",
+    "--base": "model.base",
     "--max-epochs": "model.max_epochs",
     "--candidates": "model.candidates",
     "--n-folds": "evaluation.n_folds",

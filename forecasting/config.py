@@ -42,6 +42,9 @@ DEFAULT_OUTPUT_DIR = Path("outputs")
 DEFAULT_N_FOLDS = 3  # backtest folds when evaluation.n_folds is empty
 
 Metric = Literal["mae", "rmse", "mase", "smape"]
+TargetScaling = Literal["mase", "zscore"]
+Loss = Literal["mse", "mae", "huber"]
+Base = Literal["none", "seasonal_naive"]
 _RESERVED_COLUMNS = {"unique_id", "ds", "y", "row"}
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -141,6 +144,31 @@ class ModelConfig(_Frozen):
         True,
         description="Subtract each input window's last target value and add it back to the "
         "output (as NLinear does), in the RNNs and linear; makes them robust to level shifts.",
+    )
+    target_scaling: TargetScaling = Field(
+        "mase",
+        description="How each series' target is scaled before the models see it: 'mase' "
+        "divides by its in-sample seasonal naive MAE (the scale MASE divides errors by), "
+        "'zscore' by its standard deviation; both subtract its mean. Covariates are always "
+        "z-scored. Fitted on each fold's training block only.",
+    )
+    loss: Loss = Field(
+        "mae",
+        description="Training loss of the RNNs on scaled targets: 'mse', 'mae' or 'huber' "
+        "(delta 1, one in-sample seasonal naive MAE under mase scaling). The champion is "
+        "still chosen on evaluation.metric.",
+    )
+    base: Base = Field(
+        "none",
+        description="Residual (hybrid) mode of the RNNs: 'seasonal_naive' makes each RNN learn "
+        "the correction to the seasonal naive forecast and publish base + correction; 'none' "
+        "forecasts directly.",
+    )
+    scale_window: bool = Field(
+        True,
+        description="In the RNNs, divide each window's target inputs by their own standard "
+        "deviation and multiply the output back (with the loss weighted to match), so "
+        "series of very different spread train alike.",
     )
     segment_length: int = Field(
         24,

@@ -138,16 +138,21 @@ def label_forecast(
 def preprocessing_spec(
     windows: Windows, config: PipelineConfig, data: ValidatedData, champion: str
 ) -> dict:
-    """Everything needed to turn new history into the champion's input, and its output back."""
+    """Everything needed to turn new history into the champion's input, and its output back.
+
+    `scaling` holds, per series and feature, the `mean` subtracted and the `std` divided by
+    (for the target under `target_scaling` "mase", the series' in-sample seasonal naive MAE);
+    `base` names the forecaster whose forecast the model's output corrects (residual mode), or
+    None when the model forecasts directly.
+    """
     normalized = spec(champion).depends_on("model.normalize_window") and (
         config.model.normalize_window
     )
-    model_call = "y = model(x[None])[0] (+ level when normalized)"
+    base = config.model.base if spec(champion).depends_on("model.base") else "none"
+    window_scaled = spec(champion).depends_on("model.scale_window") and config.model.scale_window
+    model_call = "y = model(x[None])[0]"
     if spec(champion).per_series:
-        model_call = (
-            "y = model({'window': x[None], 'series': [[series_ids.index(unique_id)]]})[0] "
-            "(+ level when normalized)"
-        )
+        model_call = "y = model({'window': x[None], 'series': [[series_ids.index(unique_id)]]})[0]"
     return {
         "schema_version": SCHEMA_VERSION,
         "model": champion,
@@ -158,13 +163,19 @@ def preprocessing_spec(
         "target": config.data.target_column,
         "features": windows.features,
         "series_ids": windows.series_ids,
+        "target_scaling": windows.scaling.target,
         "scaling": windows.scaling.to_dict(windows.series_ids, windows.features),
         "window_normalization": "last_value" if normalized else None,
+        "window_scale": "std" if window_scaled else None,
+        "base": None if base == "none" else base,
         "recipe": [
             "x = last input_size rows of [target, *covariates] per series, oldest first",
             "x = (x - mean) / std with that series' statistics per feature",
+            "if base == 'seasonal_naive': b[k] = x[input_size - season_length + k % "
+            "season_length, 0] for k in 0..horizon-1 (before the next line)",
             "if window_normalization == 'last_value': level = x[-1, 0]; x[:, 0] -= level",
-            model_call,
+            "if window_scale == 'std': s = std(x[:, 0]) (1 when 0); x[:, 0] /= s; else s = 1",
+            model_call + " * s (+ b when base is set, else + level when normalized)",
             "y_hat = y * std_target + mean_target",
         ],
     }

@@ -224,7 +224,11 @@ def make_folds(
     validated: validation.ValidatedData, config: PipelineConfig
 ) -> list[windowing.Windows]:
     return windowing.make_folds(
-        validated.backtested_frame, config.data.features, config.model, config.evaluation
+        validated.backtested_frame,
+        config.data.features,
+        config.model,
+        config.evaluation,
+        validated.season_length,
     )
 
 

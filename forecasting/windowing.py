@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from forecasting.config import EvaluationConfig, ModelConfig
+from forecasting.config import EvaluationConfig, ModelConfig, TargetScaling, season_for
 
 
 def fold_bounds(
@@ -145,20 +145,31 @@ def _too_short(
 
 @dataclass(frozen=True)
 class Scaling:
-    """Per-series z-score statistics fitted on each series' training block.
+    """Per-series statistics fitted on each series' training block: x -> (x - mean) / std.
 
     Attributes:
         mean: Shape (n_series, n_features); feature 0 is the target.
-        std: Shape (n_series, n_features); a constant feature gets std 1.
+        std: Shape (n_series, n_features): what each feature is divided by. Covariates get
+            their standard deviation (1 when constant); the target gets the one `target` names.
+        target: How the target's divisor was fitted: "mase" (the series' in-sample seasonal
+            naive MAE, the scale MASE divides errors by; see `mase_scale`) or "zscore" (its
+            standard deviation).
     """
 
     mean: np.ndarray
     std: np.ndarray
+    target: TargetScaling = "mase"
 
     def to_dict(self, series_ids: list[str], features: list[str]) -> dict:
+        """Per series and feature: `mean`, `std` (the divisor) and `method`."""
+        methods = [self.target, *["zscore"] * (len(features) - 1)]
         return {
             sid: {
-                name: {"mean": float(self.mean[i, j]), "std": float(self.std[i, j])}
+                name: {
+                    "mean": float(self.mean[i, j]),
+                    "std": float(self.std[i, j]),
+                    "method": methods[j],
+                }
                 for j, name in enumerate(features)
             }
             for i, sid in enumerate(series_ids)
@@ -225,15 +236,45 @@ def series_arrays(frame: pd.DataFrame, features: list[str]) -> tuple[list[str], 
     return ids, arrays
 
 
-def fit_scaling(values: list[np.ndarray], train_end: np.ndarray) -> Scaling:
-    """Fits per-series mean and std on positions before `train_end` only."""
-    mean = np.stack([v[:end].mean(axis=0) for v, end in zip(values, train_end, strict=True)])
-    std = np.stack([v[:end].std(axis=0) for v, end in zip(values, train_end, strict=True)])
-    return Scaling(mean=mean, std=np.where(std > 0, std, 1.0))
+def mase_scale(target: np.ndarray, season_length: int) -> float:
+    """The MASE scale of a target history (length,), with fallbacks so it never divides by 0.
+
+    The seasonal naive MAE (lag `season_length`, or lag 1 when the history is not longer than
+    a season); when that is 0 (a series that repeats its season exactly) the one-step naive
+    MAE; when that is 0 too (a constant series) the standard deviation, and 1 for an empty or
+    constant history.
+    """
+    for lag in (season_length if len(target) > season_length else 1, 1):
+        if len(target) > lag:
+            error = float(np.mean(np.abs(target[lag:] - target[:-lag])))
+            if error > 0:
+                return error
+    spread = float(np.std(target)) if len(target) else 0.0
+    return spread if spread > 0 else 1.0
+
+
+def fit_scaling(
+    values: list[np.ndarray],
+    train_end: np.ndarray,
+    season_length: int,
+    target: TargetScaling = "mase",
+) -> Scaling:
+    """Fits per-series statistics on positions before `train_end` only (see `Scaling`)."""
+    seen = [v[:end] for v, end in zip(values, train_end, strict=True)]
+    mean = np.stack([v.mean(axis=0) for v in seen])
+    std = np.stack([v.std(axis=0) for v in seen])
+    std = np.where(std > 0, std, 1.0)
+    if target == "mase":
+        std[:, 0] = [mase_scale(v[:, 0], season_length) for v in seen]
+    return Scaling(mean=mean, std=std, target=target)
 
 
 def make_folds(
-    frame: pd.DataFrame, features: list[str], model: ModelConfig, evaluation: EvaluationConfig
+    frame: pd.DataFrame,
+    features: list[str],
+    model: ModelConfig,
+    evaluation: EvaluationConfig,
+    season_length: int | None = None,
 ) -> list[Windows]:
     """The rolling-origin backtest: one `Windows` per fold, oldest first (see `fold_bounds`).
 
@@ -242,8 +283,13 @@ def make_folds(
     targets lie in its block. A window belongs to the split that holds all of its target
     steps; inputs may reach back into the previous split, as at forecast time. The last fold
     ends at the last observation: its models are the ones that forecast the future.
+
+    Args:
+        season_length: The MASE season the target is scaled with (`model.target_scaling`
+            "mase"); None: `model.season_length`, else inferred from the first series' steps.
     """
     series_ids, values = series_arrays(frame, features)
+    season = season_length or _season_of(frame, model)
     per_series = [fold_bounds(len(v), model.horizon, evaluation) for v in values]
     folds = []
     for fold in range(evaluation.fold_count()):
@@ -251,7 +297,7 @@ def make_folds(
             np.array([bounds[fold][part] for bounds in per_series]) for part in range(3)
         )
         seen = [v[:end] for v, end in zip(values, block_end, strict=True)]
-        scaling = fit_scaling(seen, train_end)
+        scaling = fit_scaling(seen, train_end, season, model.target_scaling)
         scaled = scaling.scale(seen)
         first = np.full(len(seen), model.input_size)
         train, validation, test = (
@@ -268,6 +314,17 @@ def make_folds(
             )
         )
     return folds
+
+
+def _season_of(frame: pd.DataFrame, model: ModelConfig) -> int:
+    """`model.season_length`, or the season of the first series' first step (24 for hourly)."""
+    if model.season_length is not None:
+        return model.season_length
+    first = frame["ds"].iloc[:2]
+    if len(first) < 2 or frame["unique_id"].iloc[0] != frame["unique_id"].iloc[1]:
+        return 1
+    step = pd.tseries.frequencies.to_offset(first.iloc[1] - first.iloc[0])
+    return season_for(step.freqstr, None)
 
 
 def window_set(

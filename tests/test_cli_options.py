@@ -17,7 +17,8 @@ from forecasting.config import DEFAULT_DATA, build_config
 FLAGS = [
     "--data", "--time-column", "--target-column", "--id-column", "--covariates", "--freq",
     "--na-values", "--max-fill", "--horizon", "--input-size", "--name", "--output-dir",
-    "--segment-length", "--max-epochs", "--candidates", "--n-folds", "--as-of", "--seed",
+    "--segment-length", "--loss", "--base", "--max-epochs", "--candidates", "--n-folds",
+    "--as-of", "--seed",
 ]  # fmt: skip
 
 

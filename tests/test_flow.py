@@ -148,8 +148,10 @@ def test_published_model_reproduces_the_published_forecast(published_gru) -> Non
     scaling = spec["scaling"]["OT"]["y"]
     x = (history - scaling["mean"]) / scaling["std"]
     level = x[-1] if spec["window_normalization"] == "last_value" else 0.0
+    spread = (x - level).std() if spec["window_scale"] == "std" else 1.0
     model = load_published_model(latest.path / "model.keras", config.output_dir / "slice" / "runs")
-    y = model.predict((x - level)[None, :, None].astype("float32"), verbose=0)[0] + level
+    window = ((x - level) / spread)[None, :, None].astype("float32")
+    y = model.predict(window, verbose=0)[0] * spread + level
     np.testing.assert_allclose(
         y * scaling["std"] + scaling["mean"], latest.forecast["y_hat"], rtol=1e-5
     )

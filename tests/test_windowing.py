@@ -7,8 +7,14 @@ import pandas as pd
 import pytest
 
 from forecasting.config import EvaluationConfig, ModelConfig
-from forecasting.evaluation import held_out_truth, predict_windows
-from forecasting.windowing import fold_bounds, full_history_windows, last_inputs, make_folds
+from forecasting.evaluation import held_out_truth, insample_scale, predict_windows
+from forecasting.windowing import (
+    fold_bounds,
+    full_history_windows,
+    last_inputs,
+    make_folds,
+    mase_scale,
+)
 
 
 def arange_panel(lengths: tuple[int, ...]) -> pd.DataFrame:
@@ -93,24 +99,65 @@ def test_oracle_forecast_descales_to_the_exact_truth_in_every_fold() -> None:
 
 
 def test_each_fold_scales_on_its_own_training_block_only() -> None:
-    folds = make_folds(arange_panel((100,)), ["y"], MODEL, EVALUATION)
+    frame = arange_panel((100,)).assign(temperature=lambda f: f["y"] ** 2)
+    folds = make_folds(frame, ["y", "temperature"], MODEL, EVALUATION)
     for windows in folds:
         end = windows.train_end[0]
-        assert windows.scaling.mean[0, 0] == pytest.approx(np.arange(end).mean())
-        assert windows.scaling.std[0, 0] == pytest.approx(np.arange(end).std())
+        np.testing.assert_allclose(
+            windows.scaling.mean[0], [np.arange(end).mean(), (np.arange(end) ** 2).mean()]
+        )
+        # The target: divided by its MASE scale (lag-24 MAE of an arange is 24); covariates
+        # keep their z-score.
+        assert windows.scaling.std[0, 0] == pytest.approx(24.0)
+        assert windows.scaling.std[0, 1] == pytest.approx((np.arange(end) ** 2).std())
     assert len({w.scaling.mean[0, 0] for w in folds}) == 3  # refitted per fold
 
 
-def test_no_fold_sees_its_block_in_training_or_anything_after_it() -> None:
-    frame = arange_panel(LENGTHS)
-    before = make_folds(frame, ["y"], MODEL, EVALUATION)
+def test_zscore_target_scaling_divides_by_the_standard_deviation() -> None:
+    model = MODEL.model_copy(update={"target_scaling": "zscore"})
+    for windows in make_folds(arange_panel((100,)), ["y"], model, EVALUATION):
+        assert windows.scaling.std[0, 0] == pytest.approx(np.arange(windows.train_end[0]).std())
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (np.arange(60.0) % 24 + np.arange(60.0) // 24 * 2.0, 2.0),  # seasonal naive MAE
+        (np.tile(np.arange(24.0), 3), np.mean(np.abs(np.diff(np.tile(np.arange(24.0), 3))))),
+        (np.array([0.0, 1, 0, 1]), 1.0),  # shorter than a season: one-step MAE
+        (np.full(50, 7.0), 1.0),  # constant: never divides by 0
+        (np.array([3.0]), 1.0),
+    ],
+    ids=["seasonal", "exact-season-falls-back-to-one-step", "short", "constant", "one-value"],
+)
+def test_mase_scale_falls_back_instead_of_dividing_by_zero(target, expected) -> None:
+    assert mase_scale(target, 24) == pytest.approx(expected)
+
+
+def test_a_constant_series_gets_finite_windows() -> None:
+    frame = arange_panel((100, 100))
+    frame.loc[frame["unique_id"] == "s1", "y"] = 5.0
+    windows = make_folds(frame, ["y"], MODEL, EVALUATION)[-1]
+    assert windows.scaling.std[1, 0] == 1.0
+    assert np.isfinite(windows.train.inputs).all() and np.isfinite(windows.test.targets).all()
+
+
+@pytest.mark.parametrize("target_scaling", ["mase", "zscore"])
+def test_no_fold_sees_its_block_in_training_or_anything_after_it(target_scaling) -> None:
+    """The MASE scale and every fitted statistic use the fold's training block only: changing
+    everything from the fold's block on leaves them, and its training windows, unchanged."""
+    model = MODEL.model_copy(update={"target_scaling": target_scaling})
+    frame = arange_panel(LENGTHS).assign(temperature=lambda f: np.sin(f["y"]))
+    features = ["y", "temperature"]
+    before = make_folds(frame, features, model, EVALUATION)
     for fold, windows in enumerate(before):
         changed = frame.copy()
         for index, (_, group) in enumerate(changed.groupby("unique_id", sort=False)):
-            changed.loc[group.index[windows.test_start[index] :], "y"] = 1e6
-        after = make_folds(changed, ["y"], MODEL, EVALUATION)
+            changed.loc[group.index[windows.test_start[index] :], features] = 1e6
+        after = make_folds(changed, features, model, EVALUATION)
         np.testing.assert_array_equal(windows.scaling.mean, after[fold].scaling.mean)
         np.testing.assert_array_equal(windows.scaling.std, after[fold].scaling.std)
+        np.testing.assert_array_equal(insample_scale(windows, 24), insample_scale(after[fold], 24))
         for name in ("train", "validation"):
             old, new = getattr(windows, name), getattr(after[fold], name)
             np.testing.assert_array_equal(old.inputs, new.inputs)
@@ -125,9 +172,9 @@ def test_covariates_are_extra_input_features_not_targets() -> None:
     windows = make_folds(frame, ["y", "temperature"], MODEL, EVALUATION)[-1]
     assert windows.train.inputs.shape[1:] == (10, 2)
     assert windows.train.targets.shape[1:] == (4,)
-    np.testing.assert_allclose(
-        windows.train.inputs[:, :, 1], -windows.train.inputs[:, :, 0], atol=1e-5
-    )
+    mean, std = windows.scaling.mean[0], windows.scaling.std[0]
+    raw = windows.train.inputs * std + mean
+    np.testing.assert_allclose(raw[:, :, 1], -raw[:, :, 0], atol=1e-2)
 
 
 def test_full_history_and_last_inputs_reach_the_last_observation() -> None:

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from forecasting.models.linear import last_value_shift
-from forecasting.models.registry import KERAS_FILE, ModelSpec
+from forecasting.models.registry import KERAS_FILE, ModelSpec, make_forecaster
 
 if TYPE_CHECKING:
     from forecasting.config import ModelConfig
+    from forecasting.models.registry import Forecaster
     from forecasting.windowing import WindowSet
 
 # Each recurrent kind: the Keras layer it stacks and its tie-break rank (simplest first).
@@ -95,15 +96,29 @@ class RNNForecaster:
     With `normalize_window`, each window's last observed target value is subtracted from its
     target inputs and its targets before the network sees them, and added back to the network's
     output (as NLinear does), so the network learns changes rather than levels.
+
+    With a `base` forecaster (`model.base`, the residual or hybrid mode), the network learns
+    the correction to the base's forecast instead: the base's forecast, not the last value, is
+    what is subtracted from the targets and added back to the output (the inputs are still
+    shifted by the last value when `normalize_window`). The base fits before the network and
+    the published forecast is base + correction.
     """
 
     trains = True
 
-    def __init__(self, kind: str, config: ModelConfig, n_features: int, seed: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        config: ModelConfig,
+        n_features: int,
+        seed: int,
+        base: Forecaster | None = None,
+    ) -> None:
         import keras
 
         keras.utils.set_random_seed(seed)
         self.kind = kind
+        self.base = base
         self.config = config
         self.seed = seed
         self.model = build_rnn(
@@ -127,13 +142,36 @@ class RNNForecaster:
 
         self.model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=1.0),
-            loss="mse",
+            loss=self.config.loss,
             steps_per_execution=STEPS_PER_EXECUTION,
         )
 
-    def _shift(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (model inputs, level to add back), shapes as inputs and (n, 1)."""
-        return last_value_shift(inputs, self.config.normalize_window)
+    def _shift(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns (network inputs, what to add to its output, what to multiply it by).
+
+        The offset is the level, (n, 1), or with a base its forecast, (n, horizon); the scale,
+        (n, 1), is each window's own (see `window_scale`), or 1 when `model.scale_window` is
+        off.
+        """
+        shifted, level = last_value_shift(inputs, self.config.normalize_window)
+        offset = level if self.base is None else self.base.predict(inputs).astype(inputs.dtype)
+        if not self.config.scale_window:
+            return shifted, offset, np.ones_like(level)
+        scale = window_scale(shifted)
+        scaled = shifted.copy()  # without normalize_window, `shifted` is the caller's inputs
+        scaled[:, :, 0] /= scale
+        return scaled, offset, scale
+
+    def _training_data(self, windows: WindowSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns (network inputs, network targets, sample weights) of `windows`.
+
+        With window scaling the network's targets are divided by the window's scale and each
+        window is weighted by it (squared for MSE), so the loss stays the configured error in
+        the units of the scaled series (under MASE scaling, the units of the metric).
+        """
+        inputs, offset, scale = self._shift(windows.inputs)
+        weight = scale[:, 0] ** 2 if self.config.loss == "mse" else scale[:, 0]
+        return inputs, (windows.targets - offset) / scale, weight
 
     def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
         """Trains with early stopping on `validation`, restoring the best epoch's weights.
@@ -144,17 +182,20 @@ class RNNForecaster:
         import keras
 
         keras.utils.set_random_seed(self.seed)  # each fold's shuffling independent of the last
+        if self.base is not None:
+            self.base.fit(train, validation)
         self._compile(self.config.learning_rate)
-        x_train, level_train = self._shift(train.inputs)
-        x_val, level_val = self._shift(validation.inputs)
+        x_train, y_train, w_train = self._training_data(train)
+        validation_data = self._training_data(validation)
         stopper = keras.callbacks.EarlyStopping(
             patience=self.config.patience, restore_best_weights=True
         )
         budget = _time_budget(self.config.time_budget_seconds)
         history = self.model.fit(
             x_train,
-            train.targets - level_train,
-            validation_data=(x_val, validation.targets - level_val),
+            y_train,
+            sample_weight=w_train,
+            validation_data=validation_data,
             epochs=self.config.max_epochs,
             batch_size=self.config.batch_size,
             shuffle=True,
@@ -178,11 +219,14 @@ class RNNForecaster:
         if epochs == 0:
             return self
         keras.utils.set_random_seed(self.seed)  # independent of what trained in between
+        if self.base is not None:
+            self.base.finetune(windows, epochs)
         self._compile(self.config.learning_rate / 10)
-        inputs, level = self._shift(windows.inputs)
+        inputs, targets, weight = self._training_data(windows)
         self.model.fit(
             inputs,
-            windows.targets - level,
+            targets,
+            sample_weight=weight,
             epochs=epochs,
             batch_size=self.config.batch_size,
             shuffle=True,
@@ -193,12 +237,12 @@ class RNNForecaster:
 
     def predict(self, inputs: np.ndarray, series: np.ndarray | None = None) -> np.ndarray:
         """Maps scaled inputs (n, input_size, n_features) to scaled forecasts (n, horizon)."""
-        shifted, level = self._shift(inputs)
+        shifted, offset, scale = self._shift(inputs)
         # Pad to whole batches so every call has one input shape and TensorFlow traces once.
         padding = -len(shifted) % _PREDICT_BATCH
         padded = np.concatenate([shifted, np.zeros((padding, *shifted.shape[1:]), shifted.dtype)])
         output = self.model.predict(padded, batch_size=_PREDICT_BATCH, verbose=0)[: len(shifted)]
-        return np.asarray(output, dtype=np.float64) + level
+        return np.asarray(output, dtype=np.float64) * scale + offset
 
     def to_bytes(self) -> bytes:
         """Serializes the Keras model to the bytes of a `.keras` file."""
@@ -206,6 +250,17 @@ class RNNForecaster:
             path = Path(folder) / "model.keras"
             self.model.save(path)
             return path.read_bytes()
+
+
+def window_scale(shifted: np.ndarray) -> np.ndarray:
+    """Each window's standard deviation of its target inputs, (n, 1); 1 where it is 0.
+
+    Under MASE scaling a smooth series' window can span a hundred units; dividing its target
+    inputs by its own spread keeps the recurrent layers out of saturation (as neuralforecast
+    scales every window), while the output is multiplied back.
+    """
+    spread = shifted[:, :, 0].std(axis=1, keepdims=True)
+    return np.where(spread > 1e-6, spread, 1.0).astype(shifted.dtype)
 
 
 def _time_budget(seconds: float):
@@ -236,7 +291,10 @@ def _time_budget(seconds: float):
 def _build_rnn_forecaster(
     kind: str, config: ModelConfig, n_features: int, season_length: int, seed: int
 ) -> RNNForecaster:
-    return RNNForecaster(kind, config, n_features, seed)
+    base = None
+    if config.base != "none":  # any registered kind answers fit / predict on scaled windows
+        base = make_forecaster(config.base, config, n_features, season_length, seed)
+    return RNNForecaster(kind, config, n_features, seed, base=base)
 
 
 # Settings that change what an RNN learns; time_budget_seconds only bounds the cost.
@@ -248,6 +306,10 @@ _RNN_RECIPE = (
     "model.dropout",
     "model.recurrent_dropout",
     "model.normalize_window",
+    "model.target_scaling",
+    "model.loss",
+    "model.base",
+    "model.scale_window",
     "model.segment_length",
     "model.max_epochs",
     "model.patience",
