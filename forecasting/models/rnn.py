@@ -1,7 +1,8 @@
 """The recurrent candidates: one builder for SimpleRNN, GRU and LSTM forecasters.
 
 The three kinds share the builder and every argument (units, layers, dropout,
-recurrent_dropout, segment_length, seed), so the SimpleRNN baseline is a fair comparison.
+recurrent_dropout, segment_length, seed, ensemble_size), so the SimpleRNN baseline is a fair
+comparison. A seed ensemble is one Keras model whose output averages its members.
 """
 
 from __future__ import annotations
@@ -78,20 +79,22 @@ def build_rnn(
         hidden = keras.layers.Reshape((n_segments, segment_length * n_features), name="segments")(
             hidden
         )
-    network = dict(kind=kind, horizon=horizon, units=units, layers=layers, dropout=dropout)
-    if ensemble_size == 1:
-        outputs = _member(hidden, **network, recurrent_dropout=recurrent_dropout, seed=seed)
-        return keras.Model(inputs, outputs, name=kind)
     members = [
         _member(
             hidden,
-            **network,
+            kind=kind,
+            horizon=horizon,
+            units=units,
+            layers=layers,
+            dropout=dropout,
             recurrent_dropout=recurrent_dropout,
             seed=member_seed(seed, number),
-            prefix=f"member_{number}_",
+            prefix=f"member_{number}_" if ensemble_size > 1 else "",
         )
         for number in range(ensemble_size)
     ]
+    if ensemble_size == 1:
+        return keras.Model(inputs, members[0], name=kind)
     return keras.Model(inputs, keras.layers.Average(name="forecast")(members), name=kind)
 
 
@@ -177,13 +180,14 @@ class RNNForecaster:
     def _compile(self, learning_rate: float) -> None:
         import keras
 
+        loss = "mse"
         outputs = len(self.trainer.outputs)
         # An ensemble's members each learn from their own loss, as if trained alone (clipnorm
         # clips each weight's gradient on its own); the mean, last, has weight 0: it is
         # trained through its members and only watched, by early stopping.
         self.trainer.compile(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=1.0),
-            loss=["mse"] * outputs if outputs > 1 else "mse",
+            loss=[loss] * outputs if outputs > 1 else loss,
             loss_weights=[1.0] * (outputs - 1) + [0.0] if outputs > 1 else None,
             steps_per_execution=STEPS_PER_EXECUTION,
             jit_compile=JIT_COMPILE,
