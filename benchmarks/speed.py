@@ -371,7 +371,15 @@ def replace_variants(rows: list[dict], datasets: list[str]) -> pd.DataFrame:
     table = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True)
     order = {"throughput": 0, "variants": 1, "scaling": 2, "end_to_end": 3}
     table = table.sort_values("section", key=lambda s: s.map(order), kind="stable")
-    return with_changes(table.reset_index(drop=True)).round(3)
+    return tidy(with_changes(table.reset_index(drop=True)))
+
+
+def tidy(table: pd.DataFrame) -> pd.DataFrame:
+    """What each row is first; errors to 5 decimals (they differ in the 4th), the rest to 3."""
+    first = [c for c in ("section", "dataset", "variant", "model") if c in table]
+    table = table[first + [c for c in table if c not in first]]
+    errors = [c for c in table if c.endswith(("mse", "mae"))]
+    return table.round(3).assign(**{c: table[c].round(5) for c in errors})
 
 
 def main() -> None:
@@ -405,7 +413,7 @@ def main() -> None:
     rows = throughput(args.quick, peak)
     rows += [] if args.quick else variants(list(VARIANTS), list(VARIANT_DATA))
     rows += scaling(args.quick) + end_to_end()
-    table = with_changes(pd.DataFrame(rows)).round(3)
+    table = tidy(with_changes(pd.DataFrame(rows)))
     notes = NOTES + (
         f"Peak assumed: {derivation}. NumPy's float32 matrix multiply (2048 x 2048) reached "
         f"{sgemm_gflops():.0f} GFLOP/s here, a practical ceiling for dense work.\n\n"
