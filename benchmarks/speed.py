@@ -4,17 +4,19 @@ Four sections, one table (`section` column):
 - `throughput`: windows per second, seconds per epoch and achieved GFLOP/s per model kind and
   width (32, 64, 128 units) at input_size 168, batch 256, on every ETTh1 window (segments of 24,
   the default, and step by step for 64 units).
-- `variants`: GRU(64) trained to early stopping on the ETTh1 protocol (ett.py's splits,
-  horizon 24) as the pipeline trains it, then with one change at a time (batch size, bfloat16
-  mixed precision, one thread), each in a fresh process: seconds, epochs and test MSE, so a
-  speed-up is only taken if the accuracy stays.
+- `variants`: GRU(64) trained to early stopping as the pipeline trains it, on ETTh1's protocol
+  (ett.py's splits, horizon 24) and on the first 100 M4 Hourly series (one fold, horizon 48),
+  with one change at a time (the recurrent loop or unrolled, XLA's jit_compile, batch size with
+  a scaled learning rate, seed ensembles trained jointly or one member after another), each in
+  a fresh process: wall and CPU seconds, epochs, validation and test MSE, so a speed-up is only
+  taken if the validation accuracy stays (the test columns are reported, never used to choose).
 - `scaling`: how windowing, a GRU epoch and the ridge fit grow with series length (ETTh1
   prefixes) and with the number of series (M4 Hourly's 414, topped up to 1,000 with 960-step
   pieces of the ETT files' columns).
 - `end_to_end`: `forecast run` per stage and peak RSS, from results/run_time.csv (run
   `benchmarks/run_time.py` first; this script does not repeat it).
 
-    uv run --group bench python benchmarks/speed.py [--quick]
+    uv run --group bench python benchmarks/speed.py [--quick] [--variants 'A;B' --datasets 'C']
 
 FLOPs count the matrix multiplies only: per recurrent step 2 * gates * units * (inputs + units)
 (gates: SimpleRNN 1, GRU 3, LSTM 4), plus the Dense head's 2 * units * horizon, times 3 for a
@@ -44,18 +46,35 @@ from forecasting.windowing import WindowSet, make_folds  # noqa: E402
 
 SEED = 42
 GATES = {"simple_rnn": 1, "gru": 3, "lstm": 4}
-# name: (ModelConfig changes, environment) for the `variants` section
+# name: (ModelConfig changes, environment) for the `variants` section. The environment sets
+# the training-speed constants of forecasting.models.rnn in the variant's own process:
+# RECURRENT_BENCH_UNROLL (UNROLL_MAX_STEPS; 0 keeps the loop), RECURRENT_BENCH_JIT
+# (JIT_COMPILE), RECURRENT_BENCH_STEPS (STEPS_PER_EXECUTION); unset, the library's default.
+LOOP = {"RECURRENT_BENCH_UNROLL": "0", "RECURRENT_BENCH_JIT": "0"}
+UNROLLED = {"RECURRENT_BENCH_UNROLL": "32", "RECURRENT_BENCH_JIT": "0"}
 VARIANTS: dict[str, tuple[dict, dict]] = {
-    "before: 1 batch per compiled call (batch 256, float32, 2 threads)": (
-        {},
-        {"RECURRENT_BENCH_STEPS": "1"},
+    "before: recurrent loop, no XLA, batch 256": ({}, LOOP),
+    "XLA (jit_compile)": ({}, {"RECURRENT_BENCH_UNROLL": "0", "RECURRENT_BENCH_JIT": "1"}),
+    "unrolled (7 segments)": ({}, UNROLLED),
+    "unrolled + XLA": ({}, {"RECURRENT_BENCH_UNROLL": "32", "RECURRENT_BENCH_JIT": "1"}),
+    "unrolled, batch 512, learning rate 1.4e-3": (
+        {"batch_size": 512, "learning_rate": 1.4e-3},
+        UNROLLED,
     ),
-    "batch 512": ({"batch_size": 512}, {}),
-    "batch 1024, learning rate 2e-3": ({"batch_size": 1024, "learning_rate": 2e-3}, {}),
-    "mixed_bfloat16": ({}, {"RECURRENT_BENCH_POLICY": "mixed_bfloat16"}),
-    "after, the default now: 16 batches per compiled call": ({}, {"RECURRENT_BENCH_STEPS": "16"}),
-    "one thread": ({}, {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}),
+    "unrolled, batch 1024, learning rate 2e-3": (
+        {"batch_size": 1024, "learning_rate": 2e-3},
+        UNROLLED,
+    ),
+    "ensemble of 3, trained jointly (unrolled)": ({"ensemble_size": 3}, UNROLLED),
+    "ensemble of 3, members trained one after another (unrolled)": (
+        {"ensemble_size": 3, "separate": True},
+        UNROLLED,
+    ),
+    "ensemble of 5, trained jointly (unrolled)": ({"ensemble_size": 5}, UNROLLED),
 }
+# Where the variants train: ETTh1's protocol (ett.py's splits, horizon 24) and the last fold of
+# the first M4 Hourly series (horizon 48), both z-scored as their scripts do.
+VARIANT_DATA = {"ETTh1": 24, "M4 Hourly (first 100 series)": 48}
 
 
 def peak_gflops() -> tuple[float, str]:
@@ -92,16 +111,20 @@ def train_flops(kind: str, config: ModelConfig, n_features: int = 1) -> float:
     return 3.0 * (recurrent + 2 * config.units * config.horizon)
 
 
-def epoch_clock(times: list[float]):
-    """A Keras callback that appends each epoch's wall time to `times`."""
+def epoch_clock(times: list[float], cpu_times: list[float] | None = None):
+    """A Keras callback that appends each epoch's wall time to `times` and the process's CPU
+    time (all threads; less disturbed than wall time on a shared machine) to `cpu_times`."""
     import keras
 
     class Clock(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
+            self.cpu_started = time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.started)
+            if cpu_times is not None:
+                cpu_times.append(time.process_time() - self.cpu_started)
 
     return Clock()
 
@@ -148,57 +171,107 @@ def throughput(quick: bool, peak: float) -> list[dict]:
     return rows
 
 
-def run_variant(name: str) -> dict:
-    """Trains GRU(64) to early stopping on ETTh1 h=24 with one variant; in this process."""
-    changes, _ = VARIANTS[name]
+def variant_windows(dataset: str) -> dict[str, WindowSet]:
+    """Training, validation and test windows of one `VARIANT_DATA` dataset."""
+    if dataset == "ETTh1":
+        return split_windows(load_ot("ETTh1"), 1, 24, input_size=168)
+    model = ModelConfig(horizon=VARIANT_DATA[dataset])
+    fold = make_folds(many_series(100), ["y"], model, EvaluationConfig(n_folds=1))[0]
+    return {"train": fold.train, "validation": fold.validation, "test": fold.test}
+
+
+def _speed_settings() -> None:
+    """Applies this process's RECURRENT_BENCH_* settings (see VARIANTS) to the library."""
     policy = os.environ.get("RECURRENT_BENCH_POLICY")
     if policy:
         import keras
 
         keras.mixed_precision.set_global_policy(policy)
     from forecasting.models import rnn
-    from forecasting.models.rnn import RNNForecaster
 
-    if os.environ.get("RECURRENT_BENCH_STEPS"):
-        rnn.STEPS_PER_EXECUTION = int(os.environ["RECURRENT_BENCH_STEPS"])
+    for variable, name in (
+        ("RECURRENT_BENCH_UNROLL", "UNROLL_MAX_STEPS"),
+        ("RECURRENT_BENCH_JIT", "JIT_COMPILE"),
+        ("RECURRENT_BENCH_STEPS", "STEPS_PER_EXECUTION"),
+    ):
+        if os.environ.get(variable):
+            value = int(os.environ[variable])
+            setattr(rnn, name, bool(value) if name == "JIT_COMPILE" else value)
 
-    windows = split_windows(load_ot("ETTh1"), 1, 24, input_size=168)
-    config = ModelConfig(horizon=24, **changes)
-    times: list[float] = []
-    started = time.perf_counter()
-    model = RNNForecaster("gru", config, 1, SEED).fit(
-        windows["train"], windows["validation"], callbacks=[epoch_clock(times)]
+
+def run_variant(name: str, dataset: str) -> dict:
+    """Trains GRU(64) to early stopping on `dataset` with one variant; in this process.
+
+    "members trained one after another" fits each member as a single model from its member
+    seed and averages their forecasts, which is what the joint ensemble computes in one model.
+    """
+    from forecasting.models.rnn import RNNForecaster, member_seed
+
+    _speed_settings()
+    changes = dict(VARIANTS[name][0])
+    separate = changes.pop("separate", False)
+    windows = variant_windows(dataset)
+    config = ModelConfig(horizon=VARIANT_DATA[dataset], **changes)
+    members = (
+        [
+            (config.model_copy(update={"ensemble_size": 1}), member_seed(SEED, number))
+            for number in range(config.ensemble_size)
+        ]
+        if separate
+        else [(config, SEED)]
     )
-    seconds = time.perf_counter() - started
-    error = model.predict(windows["test"].inputs) - windows["test"].targets
+    times: list[float] = []
+    cpu_times: list[float] = []
+    epochs = 0
+    errors = {"validation": 0.0, "test": 0.0}
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for member_config, seed in members:
+        model = RNNForecaster("gru", member_config, 1, seed).fit(
+            windows["train"], windows["validation"], callbacks=[epoch_clock(times, cpu_times)]
+        )
+        epochs += model.epochs_trained
+        for split in errors:
+            errors[split] = errors[split] + model.predict(windows[split].inputs) / len(members)
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    for split in errors:
+        errors[split] = errors[split] - windows[split].targets
+    per_epoch = float(np.median(times[1:]))
     return {
         "section": "variants",
+        "dataset": dataset,
         "model": "gru",
         "variant": name,
         "units": 64,
+        "ensemble_size": config.ensemble_size,
         "batch_size": config.batch_size,
         "n_windows": len(windows["train"]),
-        "seconds_per_epoch": float(np.median(times[1:])),
-        "windows_per_second": len(windows["train"]) / float(np.median(times[1:])),
-        "epochs": model.epochs_trained,
+        "seconds_per_epoch": per_epoch,
+        "windows_per_second": len(windows["train"]) / per_epoch,
+        "epochs": epochs,
         "seconds": seconds,
-        "mse": float(np.mean(error**2)),
+        "cpu_seconds_per_epoch": float(np.median(cpu_times[1:])),
+        "cpu_seconds": cpu_seconds,
+        "validation_mse": float(np.mean(errors["validation"] ** 2)),
+        "validation_mae": float(np.mean(np.abs(errors["validation"]))),
+        "mse": float(np.mean(errors["test"] ** 2)),
+        "mae": float(np.mean(np.abs(errors["test"]))),
     }
 
 
-def variants() -> list[dict]:
-    """Each variant in a fresh process, so thread settings and dtype policies do not leak."""
+def variants(names: list[str], datasets: list[str]) -> list[dict]:
+    """Each variant and dataset in a fresh process, so settings and dtype policies do not leak."""
     rows = []
-    for name, (_, env) in VARIANTS.items():
-        output = subprocess.run(
-            [sys.executable, __file__, "--variant", name],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        rows.append(json.loads(output.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
+    for dataset in datasets:
+        for name in names:
+            output = subprocess.run(
+                [sys.executable, __file__, "--variant", name, "--dataset", dataset],
+                env={**os.environ, **VARIANTS[name][1]},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            rows.append(json.loads(output.strip().splitlines()[-1]))
+            print(rows[-1], flush=True)
     return rows
 
 
@@ -261,21 +334,87 @@ def end_to_end() -> list[dict]:
     ]
 
 
+NOTES = """\
+Variants: `cpu_seconds` is the training process's CPU time (all threads), steadier than wall
+time on a shared machine; `*_change_percent` compare each variant with the `before` row of its
+dataset. Taken: unrolling loops of at most 32 steps (library default `UNROLL_MAX_STEPS`), the
+same model with fewer while-loop steps. Not taken: XLA (its compile time per fit exceeds what it
+saves), larger batches (no less CPU time per epoch here). Seed ensembles (`ensemble_size`) are
+trained jointly (less CPU than members one after another); they cost about their size in time,
+so the default stays 1 and they are an option where accuracy is worth the time.
+
+"""
+
+
+def with_changes(table: pd.DataFrame) -> pd.DataFrame:
+    """Adds each variant's CPU time and validation MSE change against its dataset's `before`."""
+    if "dataset" not in table:
+        return table
+    variants = table["section"] == "variants"
+    before = table[variants & table["variant"].str.startswith("before")].set_index("dataset")
+    for column in ("cpu_seconds", "validation_mse"):
+        reference = table["dataset"].map(before[column])
+        table.loc[variants, f"{column}_change_percent"] = 100 * (table[column] / reference - 1)
+    return table
+
+
+def replace_variants(rows: list[dict], datasets: list[str]) -> pd.DataFrame:
+    """results/speed.csv with its variants rows of `datasets` replaced by `rows`."""
+    path = RESULTS / "speed.csv"
+    previous = pd.read_csv(path) if path.is_file() else pd.DataFrame({"section": []})
+    if "dataset" not in previous:
+        previous["dataset"] = None
+    stale = (previous["section"] == "variants") & (
+        previous["dataset"].isin(datasets) | previous["dataset"].isna()
+    )
+    kept = previous[~stale].drop(columns=[c for c in previous if c.endswith("_change_percent")])
+    table = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True)
+    order = {"throughput": 0, "variants": 1, "scaling": 2, "end_to_end": 3}
+    table = table.sort_values("section", key=lambda s: s.map(order), kind="stable")
+    return tidy(with_changes(table.reset_index(drop=True)))
+
+
+def tidy(table: pd.DataFrame) -> pd.DataFrame:
+    """What each row is first; errors to 5 decimals (they differ in the 4th), the rest to 3."""
+    first = [c for c in ("section", "dataset", "variant", "model") if c in table]
+    table = table[first + [c for c in table if c not in first]]
+    errors = [c for c in table if c.endswith(("mse", "mae"))]
+    return table.round(3).assign(**{c: table[c].round(5) for c in errors})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few cases of each section")
+    parser.add_argument(
+        "--variants",
+        help="only these VARIANTS (names separated by ';'); their rows replace those of the same "
+        "datasets in results/speed.csv, the other sections are kept",
+    )
+    parser.add_argument(
+        "--datasets", default=";".join(VARIANT_DATA), help="with --variants: separated by ';'"
+    )
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a subprocess
+    parser.add_argument("--dataset", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
-        print(json.dumps(run_variant(args.variant)))
+        print(json.dumps(run_variant(args.variant, args.dataset)))
         return
     report = Report("speed", "Training speed against this CPU's peak", SEED)
+    if args.variants:
+        datasets = args.datasets.split(";")
+        rows = variants(args.variants.split(";"), datasets)
+        carried = (
+            f"This command reran the variants on {', '.join(datasets)} only; the other rows are "
+            "carried over from the previous results/speed.csv (see its history for their command)."
+        )
+        print(report.write(replace_variants(rows, datasets), notes=NOTES + carried))
+        return
     peak, derivation = peak_gflops()
     rows = throughput(args.quick, peak)
-    rows += [] if args.quick else variants()
+    rows += [] if args.quick else variants(list(VARIANTS), list(VARIANT_DATA))
     rows += scaling(args.quick) + end_to_end()
-    table = pd.DataFrame(rows).round(3)
-    notes = (
+    table = tidy(with_changes(pd.DataFrame(rows)))
+    notes = NOTES + (
         f"Peak assumed: {derivation}. NumPy's float32 matrix multiply (2048 x 2048) reached "
         f"{sgemm_gflops():.0f} GFLOP/s here, a practical ceiling for dense work.\n\n"
         "The end_to_end rows are copied from results/run_time.csv (benchmarks/run_time.py)."

@@ -177,6 +177,13 @@ class ModelConfig(_Frozen):
         description="Input steps each recurrent step reads (capped at input_size); 1 reads the "
         "window step by step, 24 reads one day of hourly data per step (as SegRNN does).",
     )
+    ensemble_size: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="RNNs of each kind trained side by side from different seeds and "
+        "averaged inside one model; 1 trains a single network.",
+    )
     max_epochs: int = Field(
         100,
         ge=1,

@@ -1,7 +1,8 @@
 """The recurrent candidates: one builder for SimpleRNN, GRU and LSTM forecasters.
 
 The three kinds share the builder and every argument (units, layers, dropout,
-recurrent_dropout, segment_length, seed), so the SimpleRNN baseline is a fair comparison.
+recurrent_dropout, segment_length, seed, ensemble_size), so the SimpleRNN baseline is a fair
+comparison. A seed ensemble is one Keras model whose output averages its members.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +30,10 @@ _PREDICT_BATCH = 512
 # updates, their order and the result are the same. benchmarks/speed.py measured GRU(64) on
 # ETTh1: 0.40 -> 0.36 s per epoch, 17.4 -> 15.0 s to early stopping, bit-identical test MSE.
 STEPS_PER_EXECUTION = 16
+# Recurrent loops of at most this many steps are unrolled (see _member); benchmarks/speed.py.
+UNROLL_MAX_STEPS = 32
+# Whether training runs through XLA (Keras' jit_compile); benchmarks/speed.py.
+JIT_COMPILE = False
 
 
 def build_rnn(
@@ -43,11 +48,16 @@ def build_rnn(
     recurrent_dropout: float = 0.0,
     segment_length: int = 1,
     seed: int = 0,
+    ensemble_size: int = 1,
 ):
     """Builds an uncompiled Keras model: stacked `kind` layers, then Dense(horizon).
 
     Every initializer and dropout layer gets an explicit seed derived from `seed`, so the
-    model does not depend on what else drew random numbers in the process.
+    model does not depend on what else drew random numbers in the process. With
+    `ensemble_size` > 1 the model holds that many such networks side by side on the same
+    input, member i seeded from `member_seed(seed, i)`, and its output is their mean (a Keras
+    `Average` layer named "forecast", so the file still loads with `safe_mode=True`). Member 0
+    is the single model: `ensemble_size=1` builds exactly the model of one member.
 
     Args:
         kind: "simple_rnn", "gru" or "lstm".
@@ -59,7 +69,6 @@ def build_rnn(
 
     if kind not in _KINDS:
         raise ValueError(f"Unknown RNN kind {kind!r}; expected one of {tuple(_KINDS)}.")
-    layer_class = getattr(keras.layers, _KINDS[kind][0])
     inputs = keras.Input((input_size, n_features), name="window")
     hidden = inputs
     segment_length = min(segment_length, input_size)
@@ -71,23 +80,67 @@ def build_rnn(
         hidden = keras.layers.Reshape((n_segments, segment_length * n_features), name="segments")(
             hidden
         )
+    members = [
+        _member(
+            hidden,
+            kind=kind,
+            horizon=horizon,
+            units=units,
+            layers=layers,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=member_seed(seed, number),
+            prefix=f"member_{number}_" if ensemble_size > 1 else "",
+        )
+        for number in range(ensemble_size)
+    ]
+    if ensemble_size == 1:
+        return keras.Model(inputs, members[0], name=kind)
+    return keras.Model(inputs, keras.layers.Average(name="forecast")(members), name=kind)
+
+
+def member_seed(seed: int, number: int) -> int:
+    """The seed of ensemble member `number`: the run's seed for member 0, then steps of 1000
+    (a member's layers use seed + 0 ... seed + 10 * layers, so members never share a seed)."""
+    return seed + 1000 * number
+
+
+def _member(
+    hidden,
+    *,
+    kind: str,
+    horizon: int,
+    units: int,
+    layers: int,
+    dropout: float,
+    recurrent_dropout: float,
+    seed: int,
+    prefix: str = "",
+):
+    """One network of `layers` stacked `kind` layers and its Dense(horizon) head, on `hidden`
+    (batch, steps, features); returns its output tensor (batch, horizon)."""
+    import keras
+
+    layer_class = getattr(keras.layers, _KINDS[kind][0])
+    # A short loop (7 segments by default) runs faster unrolled: no while-loop overhead per step.
+    unroll = hidden.shape[1] <= UNROLL_MAX_STEPS
     for depth in range(layers):
         hidden = layer_class(
             units,
             return_sequences=depth < layers - 1,
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
+            unroll=unroll,
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 10 * depth),
             recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 10 * depth + 1),
             seed=seed + 10 * depth + 2,
-            name=f"{kind}_{depth}",
+            name=f"{prefix}{kind}_{depth}",
         )(hidden)
-    outputs = keras.layers.Dense(
+    return keras.layers.Dense(
         horizon,
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 10 * layers),
-        name="forecast",
+        name=f"{prefix}forecast",
     )(hidden)
-    return keras.Model(inputs, outputs, name=kind)
 
 
 class RNNForecaster:
@@ -132,7 +185,9 @@ class RNNForecaster:
             recurrent_dropout=config.recurrent_dropout,
             segment_length=config.segment_length,
             seed=seed,
+            ensemble_size=config.ensemble_size,
         )
+        self.trainer = _training_model(self.model, config.ensemble_size)
         self.epochs_trained = 0
         self.best_epoch = 0
         self.stopped_by_budget = False
@@ -140,10 +195,16 @@ class RNNForecaster:
     def _compile(self, learning_rate: float) -> None:
         import keras
 
-        self.model.compile(
+        outputs = len(self.trainer.outputs)
+        # An ensemble's members each learn from their own loss, as if trained alone (clipnorm
+        # clips each weight's gradient on its own); the mean, last, has weight 0: it is
+        # trained through its members and only watched, by early stopping.
+        self.trainer.compile(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=1.0),
-            loss=self.config.loss,
+            loss=[self.config.loss] * outputs if outputs > 1 else self.config.loss,
+            loss_weights=[1.0] * (outputs - 1) + [0.0] if outputs > 1 else None,
             steps_per_execution=STEPS_PER_EXECUTION,
+            jit_compile=JIT_COMPILE,
         )
 
     def _shift(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -162,7 +223,7 @@ class RNNForecaster:
         scaled[:, :, 0] /= scale
         return scaled, offset, scale
 
-    def _training_data(self, windows: WindowSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _training_data(self, windows: WindowSet) -> tuple[np.ndarray, Any, Any]:
         """Returns (network inputs, network targets, sample weights) of `windows`.
 
         With window scaling the network's targets are divided by the window's scale and each
@@ -171,7 +232,12 @@ class RNNForecaster:
         """
         inputs, offset, scale = self._shift(windows.inputs)
         weight = scale[:, 0] ** 2 if self.config.loss == "mse" else scale[:, 0]
-        return inputs, (windows.targets - offset) / scale, weight
+        return inputs, self._per_output((windows.targets - offset) / scale), self._per_output(weight)
+
+    def _per_output(self, array: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """`array` for every output of the training model (an ensemble's members and mean)."""
+        outputs = len(self.trainer.outputs)
+        return [array] * outputs if outputs > 1 else array
 
     def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
         """Trains with early stopping on `validation`, restoring the best epoch's weights.
@@ -188,10 +254,13 @@ class RNNForecaster:
         x_train, y_train, w_train = self._training_data(train)
         validation_data = self._training_data(validation)
         stopper = keras.callbacks.EarlyStopping(
-            patience=self.config.patience, restore_best_weights=True
+            monitor="val_loss" if self.trainer is self.model else "val_forecast_loss",
+            mode="min",
+            patience=self.config.patience,
+            restore_best_weights=True,
         )
         budget = _time_budget(self.config.time_budget_seconds)
-        history = self.model.fit(
+        history = self.trainer.fit(
             x_train,
             y_train,
             sample_weight=w_train,
@@ -223,7 +292,7 @@ class RNNForecaster:
             self.base.finetune(windows, epochs)
         self._compile(self.config.learning_rate / 10)
         inputs, targets, weight = self._training_data(windows)
-        self.model.fit(
+        self.trainer.fit(
             inputs,
             targets,
             sample_weight=weight,
@@ -261,6 +330,17 @@ def window_scale(shifted: np.ndarray) -> np.ndarray:
     """
     spread = shifted[:, :, 0].std(axis=1, keepdims=True)
     return np.where(spread > 1e-6, spread, 1.0).astype(shifted.dtype)
+
+
+def _training_model(model, ensemble_size: int):
+    """The model that `fit` trains: `model` itself, or for an ensemble the same layers with
+    every member's output and then the mean ("forecast") as outputs (weights shared)."""
+    if ensemble_size == 1:
+        return model
+    import keras
+
+    mean = model.get_layer("forecast")
+    return keras.Model(model.inputs, [*mean.input, mean.output], name=f"{model.name}_members")
 
 
 def _time_budget(seconds: float):
@@ -316,6 +396,7 @@ _RNN_RECIPE = (
     "model.batch_size",
     "model.learning_rate",
     "model.finetune_epochs",
+    "model.ensemble_size",
     "data.covariates",
 )
 
