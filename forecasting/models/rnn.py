@@ -232,7 +232,11 @@ class RNNForecaster:
         """
         inputs, offset, scale = self._shift(windows.inputs)
         weight = scale[:, 0] ** 2 if self.config.loss == "mse" else scale[:, 0]
-        return inputs, self._per_output((windows.targets - offset) / scale), self._per_output(weight)
+        return (
+            inputs,
+            self._per_output((windows.targets - offset) / scale),
+            self._per_output(weight),
+        )
 
     def _per_output(self, array: np.ndarray) -> np.ndarray | list[np.ndarray]:
         """`array` for every output of the training model (an ensemble's members and mean)."""

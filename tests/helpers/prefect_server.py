@@ -35,7 +35,9 @@ def own_prefect_environment(home: Path) -> dict[str, str]:
     return env
 
 
-def environment(home: Path, api_url: str) -> dict[str, str]:
+def environment(home: Path, api_url: str, database_url: str | None = None) -> dict[str, str]:
+    """The environment of a server on `home` at `api_url` and of the processes it serves; its
+    database is `database_url` (SQLAlchemy URL), or SQLite in `home` when None."""
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
@@ -45,17 +47,22 @@ def environment(home: Path, api_url: str) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
+    if database_url is not None:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     for name in TEMPORARY_SERVER_SETTINGS:  # a real server runs every service
         env.pop(name, None)
     return env
 
 
 @contextmanager
-def prefect_server(home: Path, timeout: float = 90) -> Iterator[tuple[str, dict[str, str]]]:
-    """Starts a server and yields (its API URL, the environment for processes that use it)."""
+def prefect_server(
+    home: Path, timeout: float = 90, database_url: str | None = None
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """Starts a server (on `database_url`, or SQLite in `home`) and yields (its API URL, the
+    environment for processes that use it)."""
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = environment(home, api_url)
+    env = environment(home, api_url, database_url)
     log = open(home.parent / f"server-{port}.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
