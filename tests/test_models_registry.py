@@ -12,6 +12,7 @@ from forecasting.config import ModelConfig, PipelineConfig, build_config
 from forecasting.errors import ConfigError
 from forecasting.models import COMMON_RECIPE, find, kinds, make_forecaster, spec, specs
 from forecasting.models.linear import last_value_shift
+from forecasting.models.rnn import window_scale
 from forecasting.selection import select_champion
 from forecasting.windowing import WindowSet
 from tests.test_selection import evidence, results
@@ -132,9 +133,13 @@ def test_every_kind_builds_fits_and_round_trips(
     reloaded = load_published_model(run_dir / entry.model_file, tmp_path / "demo" / "runs")
     normalized = entry.depends_on("model.normalize_window") and tiny_model.normalize_window
     shifted, level = last_value_shift(inputs, normalized)
+    spread = np.ones_like(level)
+    if entry.depends_on("model.scale_window") and tiny_model.scale_window:
+        spread = window_scale(shifted)
+        shifted = np.concatenate([shifted[:, :, :1] / spread[:, :, None], shifted[:, :, 1:]], 2)
     model_inputs = {"window": shifted, "series": np.zeros((len(inputs), 1), "int32")}
     np.testing.assert_allclose(
-        reloaded.predict(model_inputs if entry.per_series else shifted, verbose=0) + level,
+        reloaded.predict(model_inputs if entry.per_series else shifted, verbose=0) * spread + level,
         expected,
         rtol=1e-4,
         atol=1e-5,

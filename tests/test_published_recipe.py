@@ -47,10 +47,11 @@ def test_the_published_forecast_is_recomputed_from_the_published_files(
         rows = history.loc[history.site == series_id, "load"].to_numpy()[-recipe["input_size"] :]
         x = ((rows - scaling["mean"]) / scaling["std"]).astype(np.float32).astype(np.float64)
         level = x[-1] if recipe["window_normalization"] == "last_value" else 0.0
-        window = (x - level)[None, :, None]
-        if "'series'" in recipe["recipe"][3]:  # a per-series model: which series' weights
+        spread = np.std(x - level) if recipe["window_scale"] == "std" else 1.0
+        window = ((x - level) / spread)[None, :, None]
+        if kind == "local_linear":  # a per-series model: which series' weights
             window = {"window": window, "series": np.array([[index]])}
-        y = np.asarray(model(window), dtype=np.float64)[0] + level
+        y = np.asarray(model(window), dtype=np.float64)[0] * spread + level
         expected = forecast.loc[forecast.unique_id == series_id, "y_hat"].to_numpy()
         np.testing.assert_allclose(
             y * scaling["std"] + scaling["mean"], expected, rtol=TOLERANCE[kind]
