@@ -84,7 +84,7 @@ def test_a_saved_ensemble_loads_safely_and_forecasts_the_same(
     path = tmp_path / "model.keras"
     path.write_bytes(forecaster.to_bytes())
     reloaded = keras.saving.load_model(path, safe_mode=True, compile=False)
-    inputs, _ = forecaster._shift(windows.inputs)
+    inputs, _, _ = forecaster._shift(windows.inputs)
     np.testing.assert_array_equal(
         reloaded.predict(inputs, verbose=0), forecaster.model.predict(inputs, verbose=0)
     )

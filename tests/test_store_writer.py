@@ -125,7 +125,7 @@ def test_published_model_reloads_and_predicts_identically(tmp_path: Path, tiny_m
     forecaster = RNNForecaster("gru", tiny_model, n_features=2, seed=3).fit(windows, windows)
     run_dir = publish_run(tmp_path, "demo", "run-1", {"model.keras": forecaster.to_bytes()}, {})
     reloaded = load_published_model(run_dir / "model.keras", tmp_path / "demo" / "runs")
-    inputs, level = forecaster._shift(windows.inputs)
+    inputs, _, _ = forecaster._shift(windows.inputs)
     np.testing.assert_array_equal(
         forecaster.model.predict(inputs, verbose=0), reloaded.predict(inputs, verbose=0)
     )
