@@ -69,7 +69,7 @@ def default_text(info: FieldInfo) -> str:
     """The field's default as help shows it: lists comma-separated, relative paths against
     the working directory; empty for None or an empty list, whose meaning the description states."""
     default = info.get_default(call_default_factory=True)
-    if default is None or default == ():
+    if default is None or default in ((), ""):
         return ""
     if isinstance(default, tuple):
         return ", ".join(str(item) for item in default)  # spaces let the help wrap a long list
@@ -126,6 +126,8 @@ def build(config_file: Path | None, options: Mapping[str, object]) -> PipelineCo
     base_dir = config_file.resolve().parent if config_file else None
     source = f"config file {str(config_file)!r}" if config_file else "configuration"
     merged = build_config(values, base_dir, source).model_dump()
+    if not values.get("name"):
+        merged.pop("name")  # derived again from the data file the options may change
     for key, value in overrides(options).items():
         if isinstance(value, dict):
             merged[key].update(value)

@@ -310,7 +310,11 @@ class ReplayConfig(_Frozen):
 class PipelineConfig(_Frozen):
     """Everything one pipeline run needs."""
 
-    name: str = Field("etth1", description="Pipeline name; outputs go to <output_dir>/<name>/.")
+    name: str = Field(
+        "",
+        description="Pipeline name; outputs go to <output_dir>/<name>/. Empty: the data file's "
+        "name, lowercased, without its extension (etth1 for the bundled sample).",
+    )
     output_dir: Path | str = Field(
         DEFAULT_OUTPUT_DIR,
         description="Folder that receives published runs, or an object-store URL such as "
@@ -346,6 +350,19 @@ class PipelineConfig(_Frozen):
         description="Replay clock for scheduled runs on data that has ended; empty: a scheduled "
         "run forecasts as of its scheduled time.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_from_data(cls, values: object) -> object:
+        # Runs on different files must not share a history by accident: without a name,
+        # each file publishes under its own.
+        if not isinstance(values, dict) or values.get("name"):
+            return values
+        data = values.get("data")
+        path = data.get("path") if isinstance(data, dict) else getattr(data, "path", None)
+        stem = Path(str(path or DEFAULT_DATA)).name.split(".")[0].lower()
+        name = re.sub(r"[^a-z0-9_.-]+", "-", stem).strip("-._")[:64] or "series"
+        return {**values, "name": name}
 
     @field_validator("name")
     @classmethod

@@ -228,7 +228,7 @@ def test_missing_data_file(tmp_path):
     assert "--data" in message
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/b", ".hidden", ""])
+@pytest.mark.parametrize("name", ["../evil", "a/b", ".hidden"])
 def test_unsafe_pipeline_name_is_a_config_error(rows, tmp_path, name):
     data = tmp_path / "good.csv"
     write_csv(rows, data)

@@ -57,9 +57,18 @@ def test_help_shows_each_fields_description_and_default(command, flags) -> None:
     for flag in flags:
         info = options.field(options.OPTIONS[flag])
         default = info.get_default(call_default_factory=True)
-        shown = "" if default in (None, ()) else f" Default: {expected_default(default)}."
+        shown = "" if default in (None, (), "") else f" Default: {expected_default(default)}."
         assert f"{flag} " in text
         assert f"{info.description.rstrip('.')}.{shown}" in text, flag
+
+
+def test_without_a_name_each_data_file_publishes_under_its_own(tmp_path: Path) -> None:
+    config_file = tmp_path / "pipeline.toml"
+    config_file.write_text('[data]\npath = "Site A.csv"\n')
+    assert options.build(None, {}).name == "etth1"  # the bundled sample
+    assert options.build(config_file, {}).name == "site-a"
+    assert options.build(config_file, {"data": "M4-hourly.train.parquet"}).name == "m4-hourly"
+    assert options.build(config_file, {"name": "mine"}).name == "mine"
 
 
 def test_list_fields_read_comma_separated_values() -> None:
