@@ -333,7 +333,7 @@ def main_cli(candidates: str | None) -> None:
         folder = Path(temporary)
         write_long_csv(folder / "M4long.csv", ids, histories)
         seconds = run_forecast_cli(folder / "M4long.csv", folder, candidates)
-        run = read_latest(folder / "outputs", "etth1")  # every file's sha256 verified
+        run = read_latest(folder / "outputs", "m4long")  # named after the file; sha256 verified
         forecast = pd.read_csv(run.path / "forecast.csv")
         candidate_forecasts = pd.read_parquet(run.path / "candidate_forecasts.parquet")
         manifest = run.manifest
