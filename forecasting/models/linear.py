@@ -40,6 +40,32 @@ def last_value_shift(inputs: np.ndarray, normalize: bool) -> tuple[np.ndarray, n
     return shifted, level
 
 
+def regression_data(
+    windows: WindowSet, split: str, normalize: bool, dtype: type | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (features (n, n_inputs), shifted targets (n, horizon)) of finite windows, in
+    `dtype` (default: the windows' own).
+
+    Raises:
+        ValueError: The windows are empty or hold NaN or infinite values.
+    """
+    if len(windows) == 0:
+        raise ValueError(f"The {split} windows are empty. Received: {split} windows=0")
+    for name, values in (("inputs", windows.inputs), ("targets", windows.targets)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
+            raise ValueError(
+                f"The {split} {name} hold {int(bad.sum())} NaN or infinite values, which "
+                "ridge regression cannot fit; windows must come from validated, scaled data. "
+                f"Received: {split} windows {rows[:5].tolist()} of {len(values)}"
+            )
+    inputs = windows.inputs.astype(dtype or windows.inputs.dtype, copy=False)
+    targets = windows.targets.astype(inputs.dtype, copy=False)
+    shifted, level = last_value_shift(inputs, normalize)
+    return shifted.reshape(len(shifted), -1), targets - level
+
+
 @dataclass(frozen=True)
 class _RidgePath:
     """Ridge solutions for every penalty from one eigendecomposition of the centred Gram matrix.
@@ -113,22 +139,6 @@ class LinearForecaster:
         self.intercept: np.ndarray | None = None
         self._window_shape: tuple[int, int] = (config.input_size, 0)
 
-    def _regression_data(self, windows: WindowSet, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (features (n, n_inputs), shifted targets (n, horizon)) of finite windows."""
-        if len(windows) == 0:
-            raise ValueError(f"The {split} windows are empty. Received: {split} windows=0")
-        for name, values in (("inputs", windows.inputs), ("targets", windows.targets)):
-            bad = ~np.isfinite(values)
-            if bad.any():
-                rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
-                raise ValueError(
-                    f"The {split} {name} hold {int(bad.sum())} NaN or infinite values, which "
-                    "ridge regression cannot fit; windows must come from validated, scaled data. "
-                    f"Received: {split} windows {rows[:5].tolist()} of {len(values)}"
-                )
-        shifted, level = last_value_shift(windows.inputs, self.config.normalize_window)
-        return shifted.reshape(len(shifted), -1), windows.targets - level
-
     def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
         """Fits one ridge per alpha in `ALPHAS` on `train` and keeps the best on `validation`.
 
@@ -140,8 +150,10 @@ class LinearForecaster:
         Raises:
             ValueError: The windows hold NaN or infinite values, or a split is empty.
         """
-        features, targets = self._regression_data(train, "train")
-        val_features, val_targets = self._regression_data(validation, "validation")
+        features, targets = regression_data(train, "train", self.config.normalize_window)
+        val_features, val_targets = regression_data(
+            validation, "validation", self.config.normalize_window
+        )
         path = _RidgePath.fit(features, targets)
         errors = []
         for alpha in ALPHAS:
@@ -172,7 +184,7 @@ class LinearForecaster:
             return self
         if self.alpha is None:
             raise RuntimeError("LinearForecaster is not fitted; call fit() before finetune().")
-        features, targets = self._regression_data(windows, "fine-tuning")
+        features, targets = regression_data(windows, "fine-tuning", self.config.normalize_window)
         self.coefficients, self.intercept = _RidgePath.fit(features, targets).solve(self.alpha)
         return self
 

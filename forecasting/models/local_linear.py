@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from forecasting.models.linear import last_value_shift
+from forecasting.models.linear import last_value_shift, regression_data
 from forecasting.models.registry import KERAS_FILE, ModelSpec
 
 if TYPE_CHECKING:
@@ -150,20 +150,6 @@ class LocalLinearForecaster:
         self.fitted_series: np.ndarray | None = None
         self._window_shape: tuple[int, int] = (config.input_size, 0)
 
-    def _regression_data(self, windows: WindowSet, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(features (n, n_inputs), shifted targets (n, horizon)) of finite windows, float64."""
-        if len(windows) == 0:
-            raise ValueError(f"The {split} windows are empty. Received: {split} windows=0")
-        for name, values in (("inputs", windows.inputs), ("targets", windows.targets)):
-            if not np.all(np.isfinite(values)):
-                raise ValueError(
-                    f"The {split} {name} hold NaN or infinite values, which ridge regression "
-                    "cannot fit; windows must come from validated, scaled data. "
-                    f"Received: {split} windows={len(values)}"
-                )
-        shifted, level = last_value_shift(windows.inputs.astype(np.float64), self._normalize)
-        return shifted.reshape(len(shifted), -1), windows.targets.astype(np.float64) - level
-
     @property
     def _normalize(self) -> bool:
         return self.config.normalize_window
@@ -181,8 +167,10 @@ class LocalLinearForecaster:
         Raises:
             ValueError: A split is empty or holds NaN or infinite values.
         """
-        features, targets = self._regression_data(train, "train")
-        val_features, val_targets = self._regression_data(validation, "validation")
+        features, targets = regression_data(train, "train", self._normalize, np.float64)
+        val_features, val_targets = regression_data(
+            validation, "validation", self._normalize, np.float64
+        )
         n_series = int(max(train.series.max(), validation.series.max())) + 1
         self.alpha, self.validation_mae = np.empty(n_series), np.empty((len(ALPHAS), n_series))
         self.coefficients = np.empty((n_series, features.shape[1], self.config.horizon))
@@ -219,7 +207,7 @@ class LocalLinearForecaster:
         coefficients, intercept, fitted_series = self._weights()
         if self.alpha is None:
             raise RuntimeError("LocalLinearForecaster is not fitted; call fit() before finetune().")
-        features, targets = self._regression_data(windows, "fine-tuning")
+        features, targets = regression_data(windows, "fine-tuning", self._normalize, np.float64)
         n_series = len(coefficients)
         with _one_blas_thread():
             for first, stop, rows in _batches(windows.series, n_series):
