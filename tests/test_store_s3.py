@@ -257,3 +257,47 @@ def test_credentials_appear_in_nothing_written(
     for secret in (seaweedfs.ACCESS_KEY, seaweedfs.SECRET_KEY):
         assert secret.encode() not in written
         assert secret not in said.out + said.err + str(missing.value)
+
+
+def test_the_pipeline_publishes_to_a_bucket_reuses_and_keeps_the_title(
+    s3_url: str, tiny_config
+) -> None:
+    """The whole pipeline against the bucket: a linear champion published, read back and loaded
+    (its model bytes verified, copied to a private file); the same run again reuses it; an
+    older as-of publishes beside it and leaves `latest` at the newer run."""
+    from forecasting.pipeline import run
+    from forecasting.store.model_files import load_latest_model
+
+    config = tiny_config.model_copy(
+        update={
+            "output_dir": s3_url,
+            "model": tiny_config.model.model_copy(update={"candidates": ("naive", "linear")}),
+        }
+    )
+    first = run(config)
+    assert first.champion == "linear" and str(first.path).startswith(s3_url)
+    latest = read_latest(s3_url, "slice")
+    assert (
+        latest.manifest["run_id"] == first.run_id and pointer_of(s3_url)["run_id"] == first.run_id
+    )
+    model = load_latest_model(s3_url, "slice")
+    assert model.output_shape == (None, config.model.horizon)
+
+    again = run(config)
+    assert again.reused and again.run_id == first.run_id
+
+    frame_end = latest.forecast["as_of"].iloc[0]
+    older = run(config.model_copy(update={"as_of": frame_end - pd_hours(24)}))
+    assert not older.reused and older.run_id != first.run_id
+    assert read_latest(s3_url, "slice").manifest["run_id"] == first.run_id
+    assert sealed_runs(pipeline_dir(s3_url, "slice")) == sorted([first.run_id, older.run_id])
+
+
+def pointer_of(output_dir: str) -> dict:
+    return json.loads(open_backend(pipeline_dir(output_dir, "slice")).read_bytes(POINTER))
+
+
+def pd_hours(hours: int):
+    import pandas as pd
+
+    return pd.Timedelta(hours=hours)
