@@ -200,6 +200,14 @@ class ModelConfig(_Frozen):
         "out, training stops and keeps the best weights so far (recorded in the leaderboard).",
     )
     batch_size: int = Field(256, ge=1, le=65_536, description="Windows per training batch.")
+    windows_per_series: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="At most this many training windows of each series in one RNN epoch, "
+        "drawn afresh each epoch (seeded), so an epoch costs no more per series however long "
+        "the history; empty: every window, every epoch.",
+    )
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate.")
     finetune_epochs: int = Field(
         2, ge=0, le=1000, description="Epochs the champion RNN is fine-tuned on all data."

@@ -7,6 +7,7 @@ comparison. A seed ensemble is one Keras model whose output averages its members
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -243,6 +244,24 @@ class RNNForecaster:
         outputs = len(self.trainer.outputs)
         return [array] * outputs if outputs > 1 else array
 
+    def _epochs(self, windows: WindowSet, inputs: np.ndarray, targets: Any, weight: Any) -> dict:
+        """`fit`'s data arguments: every window each epoch, shuffled, or with
+        `model.windows_per_series` set and exceeded, a sampler that draws at most that many
+        windows of each series afresh every epoch."""
+        cap = self.config.windows_per_series
+        if cap is None or np.bincount(windows.series).max() <= cap:
+            return {
+                "x": inputs,
+                "y": targets,
+                "sample_weight": weight,
+                "batch_size": self.config.batch_size,
+                "shuffle": True,
+            }
+        sampler = _window_sampler()(
+            inputs, targets, weight, windows.series, cap, self.config.batch_size, self.seed
+        )
+        return {"x": sampler}
+
     def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
         """Trains with early stopping on `validation`, restoring the best epoch's weights.
 
@@ -265,13 +284,9 @@ class RNNForecaster:
         )
         budget = _time_budget(self.config.time_budget_seconds)
         history = self.trainer.fit(
-            x_train,
-            y_train,
-            sample_weight=w_train,
+            **self._epochs(train, x_train, y_train, w_train),
             validation_data=validation_data,
             epochs=self.config.max_epochs,
-            batch_size=self.config.batch_size,
-            shuffle=True,
             verbose=0,
             callbacks=[
                 keras.callbacks.TerminateOnNaN(raise_error=True),
@@ -295,14 +310,9 @@ class RNNForecaster:
         if self.base is not None:
             self.base.finetune(windows, epochs)
         self._compile(self.config.learning_rate / 10)
-        inputs, targets, weight = self._training_data(windows)
         self.trainer.fit(
-            inputs,
-            targets,
-            sample_weight=weight,
+            **self._epochs(windows, *self._training_data(windows)),
             epochs=epochs,
-            batch_size=self.config.batch_size,
-            shuffle=True,
             verbose=0,
             callbacks=[keras.callbacks.TerminateOnNaN(raise_error=True)],
         )
@@ -345,6 +355,50 @@ def _training_model(model, ensemble_size: int):
 
     mean = model.get_layer("forecast")
     return keras.Model(model.inputs, [*mean.input, mean.output], name=f"{model.name}_members")
+
+
+def draw_per_series(series: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of at most `cap` windows of each series, drawn uniformly without replacement,
+    in random order."""
+    order = np.lexsort((rng.random(len(series)), series))  # by series, randomly within each
+    counts = np.bincount(series)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(series)) - starts[series[order]]
+    return rng.permutation(order[rank < cap])
+
+
+@functools.cache
+def _window_sampler():
+    """The Keras dataset class behind `model.windows_per_series` (Keras imported on first use)."""
+    import keras
+
+    class WindowSampler(keras.utils.PyDataset):
+        """Batches of at most `cap` windows per series, drawn again after every epoch from a
+        generator seeded once, so the same seed draws the same windows."""
+
+        def __init__(self, inputs, targets, weight, series, cap, batch_size, seed) -> None:
+            super().__init__()
+            self.inputs, self.series, self.cap, self.batch_size = inputs, series, cap, batch_size
+            self.targets = targets if isinstance(targets, list) else [targets]
+            self.weights = weight if isinstance(weight, list) else [weight]
+            self.rng = np.random.default_rng(seed)
+            self.drawn = draw_per_series(series, cap, self.rng)
+
+        def __len__(self) -> int:
+            return -(-len(self.drawn) // self.batch_size)
+
+        def __getitem__(self, index: int):
+            rows = self.drawn[index * self.batch_size : (index + 1) * self.batch_size]
+            targets = [t[rows] for t in self.targets]
+            weights = [w[rows] for w in self.weights]
+            if len(targets) == 1:
+                return self.inputs[rows], targets[0], weights[0]
+            return self.inputs[rows], targets, weights
+
+        def on_epoch_end(self) -> None:
+            self.drawn = draw_per_series(self.series, self.cap, self.rng)
+
+    return WindowSampler
 
 
 def _time_budget(seconds: float):
@@ -398,6 +452,7 @@ _RNN_RECIPE = (
     "model.max_epochs",
     "model.patience",
     "model.batch_size",
+    "model.windows_per_series",
     "model.learning_rate",
     "model.finetune_epochs",
     "model.ensemble_size",

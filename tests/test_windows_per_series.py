@@ -1,0 +1,69 @@
+"""`model.windows_per_series`: each RNN epoch draws at most that many windows of each series,
+afresh every epoch and reproducibly from the seed, so an epoch's cost stops growing with the
+length of history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecasting.config import ModelConfig
+from forecasting.models.rnn import RNNForecaster, _window_sampler, draw_per_series
+from forecasting.windowing import WindowSet
+
+
+def test_at_most_cap_windows_of_each_series_distinct_and_shorter_series_whole() -> None:
+    series = np.repeat([0, 1, 2], [50, 3, 20])
+    drawn = draw_per_series(series, 8, np.random.default_rng(1))
+    assert len(set(drawn.tolist())) == len(drawn) == 8 + 3 + 8
+    assert np.bincount(series[drawn]).tolist() == [8, 3, 8]
+    assert set(drawn[series[drawn] == 1].tolist()) == {50, 51, 52}
+    again = draw_per_series(series, 8, np.random.default_rng(1))
+    np.testing.assert_array_equal(drawn, again)
+
+
+def test_each_epoch_draws_again_from_one_seeded_generator() -> None:
+    series = np.repeat([0, 1], [40, 40])
+    inputs = np.arange(80, dtype="float32")[:, None, None]
+    targets = np.arange(80, dtype="float32")[:, None]
+    weight = np.ones(80, "float32")
+
+    def epochs(seed: int) -> list[list[int]]:
+        sampler = _window_sampler()(inputs, targets, weight, series, 5, 4, seed)
+        seen = []
+        for _ in range(3):
+            assert len(sampler) == 3  # 10 windows in batches of 4
+            rows = np.concatenate([sampler[i][0][:, 0, 0] for i in range(len(sampler))])
+            assert np.bincount(series[rows.astype(int)]).tolist() == [5, 5]
+            seen.append(sorted(rows.astype(int).tolist()))
+            sampler.on_epoch_end()
+        return seen
+
+    first = epochs(7)
+    assert first == epochs(7)
+    assert first[0] != first[1]  # a fresh draw, not the same windows every epoch
+
+
+@pytest.mark.slow
+def test_a_capped_rnn_trains_reproducibly_on_its_share_of_windows(tiny_model: ModelConfig) -> None:
+    rng = np.random.default_rng(0)
+    windows = WindowSet(
+        rng.normal(size=(300, 24, 1)).astype("float32"),
+        rng.normal(size=(300, 6)).astype("float32"),
+        np.repeat([0, 1, 2], 100),
+        np.arange(300),
+    )
+    config = tiny_model.model_copy(update={"windows_per_series": 16, "max_epochs": 3})
+
+    def weights() -> list[np.ndarray]:
+        forecaster = RNNForecaster("gru", config, n_features=1, seed=3)
+        forecaster.fit(windows, windows)
+        assert forecaster.epochs_trained >= 1
+        forecaster.finetune(windows, 1)
+        return forecaster.model.get_weights()
+
+    for a, b in zip(weights(), weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    uncapped = RNNForecaster("gru", tiny_model.model_copy(update={"max_epochs": 3}), 1, seed=3)
+    uncapped.fit(windows, windows)
+    assert not np.array_equal(uncapped.model.get_weights()[0], weights()[0])
