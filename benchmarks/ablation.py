@@ -108,8 +108,8 @@ class M4:
             self._folds[key] = make_folds(self.frame, ["y"], config, evaluation, SEASON)[0]
         return self._folds[key]
 
-    def row(self, kind: str, variant: str, max_epochs: int) -> dict:
-        config = model_config(variant, 48, max_epochs)
+    def row(self, kind: str, variant: str, max_epochs: int, **overrides) -> dict:
+        config = model_config(variant, 48, max_epochs).model_copy(update=overrides)
         fold = self.fold(config)
         splits = {"train": fold.train, "validation": fold.validation, "test": fold.test}
         model, scaled, seconds = fit_and_predict(kind, config, splits)

@@ -51,19 +51,29 @@ def _peek_champion(run_dir: Location) -> str:
         return "unknown"
 
 
+# Settings whose default changed the behaviour when they were added: how a run published
+# before them trained (schema 2: z-scored target, MSE loss, no per-window scaling).
+BEFORE_IT_EXISTED: dict[str, object] = {
+    "model.target_scaling": "zscore",
+    "model.loss": "mse",
+    "model.scale_window": False,
+}
+
+
 def _recipe_change(published: dict, config: PipelineConfig, recipe: tuple[str, ...]) -> str:
     """Names the `recipe` settings ("model.units") in which the published run differs from
     this run.
 
     Settings outside the recipe (a new one included) are not compared. A recipe setting that
-    the published config lacks was added after it ran, and is taken at its default: a new
-    setting's default keeps the behaviour from before it existed.
+    the published config lacks was added after it ran: it is taken at the value that behaves
+    as the code did before it (`BEFORE_IT_EXISTED`), else at its default.
     """
     now = config.model_dump(mode="json")
     changed = []
     for setting in sorted(recipe, key=lambda setting: _position(now, setting)):
         section, key = setting.split(".", 1)
-        before = published.get(section, {}).get(key, _default(config, section, key))
+        unset = BEFORE_IT_EXISTED.get(setting, _default(config, section, key))
+        before = published.get(section, {}).get(key, unset)
         if _same(before) != _same(now[section][key]):
             changed.append(f"{setting}: {before!r} -> {now[section][key]!r}")
     if not changed:

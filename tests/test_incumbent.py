@@ -109,6 +109,21 @@ def test_a_new_recipe_setting_at_its_default_keeps_the_title(kind: str) -> None:
     )
 
 
+def test_a_champion_published_before_a_behaviour_changing_default_is_not_kept_by_it() -> None:
+    """A schema-2 gru trained with a z-scored target, MSE and unscaled windows: today's
+    defaults (MASE scaling, MAE, scaled windows) are a different recipe; the old values are not."""
+    config = PipelineConfig()
+    published = without(
+        config.model_dump(mode="json"), "model.target_scaling", "model.loss", "model.scale_window"
+    )
+    assert _recipe_change(published, config, spec("gru").recipe) == (
+        "its settings differ from this run's (model.target_scaling: 'zscore' -> 'mase'; "
+        "model.loss: 'mse' -> 'mae'; model.scale_window: False -> True)"
+    )
+    old = with_model(config, target_scaling="zscore", loss="mse", scale_window=False)
+    assert _recipe_change(published, old, spec("gru").recipe) == ""
+
+
 @pytest.mark.parametrize(
     ("section", "update", "expected"),
     [

@@ -235,6 +235,20 @@ def test_an_endpoint_that_ignores_conditional_writes_is_refused(
     assert sealed_runs(pipeline_dir(s3_url, "demo")) == []
 
 
+def test_an_unreachable_endpoint_is_refused_in_one_line(
+    s3_server: seaweedfs.Server, s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's own errors (no connection, no credentials) are storage errors like any other,
+    not a traceback."""
+    closed = f"http://127.0.0.1:{seaweedfs.free_ports(1)[0]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed)
+    with pytest.raises(PublishError, match="Could not connect to the endpoint") as refused:
+        writer.check_output(s3_url, "demo")
+    assert closed in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(PublishError, match="Could not connect"):
+        read_latest(s3_url, "demo")
+
+
 def test_a_url_without_a_backend_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="scheme 'gs', which has no storage backend"):
         build_config({"output_dir": "gs://bucket/x"})

@@ -343,6 +343,7 @@ SPECS = (
             "model.horizon",
             "model.input_size",
             "model.normalize_window",
+            "model.target_scaling",
             "model.finetune_epochs",  # 0 keeps the backtest's coefficients, > 0 refits them
             "data.covariates",
         ),

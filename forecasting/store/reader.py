@@ -2,7 +2,7 @@
 
 Readers never see a partial run: a run is sealed by its manifest (see `writer`), and each file
 is checked (size, then sha256) before it is parsed. Readers never list folders to find the
-current run: they resolve `latest` once (`latest_run_dir`: the symlink of a local folder, the
+current run: they resolve `latest` once (`resolve_latest`: the symlink of a local folder, the
 latest.json of an object store, whose manifest hash is checked too) and read that run.
 Every function takes a local folder or an `s3://` URL alike.
 """
@@ -25,6 +25,7 @@ from forecasting.store.layout import (
     ACCURACY_FILE,
     ACCURACY_PARTS,
     MANIFEST,
+    POINTER,
     Location,
     basename,
     child,
@@ -188,19 +189,19 @@ def _read_verified(run_dir: Location, filename: str, expected: FileEntry) -> byt
     return data
 
 
-def latest_run_dir(output_dir: Location, name: str) -> Location | None:
-    """Resolves `<output_dir>/<name>/latest` once: the real path of the run folder it points
-    to (the run's URL on an object store), or None when nothing is published."""
-    return resolve_latest(output_dir, name)[0]
-
-
 def resolve_latest(output_dir: Location, name: str) -> tuple[Location | None, str | None]:
     """The run `latest` names and, on an object store, its manifest's sha256 (latest.json)."""
     root = pipeline_dir(output_dir, name)
     backend = open_backend(root)
     if isinstance(backend, LocalBackend):
         return backend.latest_dir(), None
-    pointer = backend.read_pointer()
+    try:
+        pointer = backend.read_pointer()
+    except OSError as error:
+        raise PublishError(
+            f"Cannot read {child(root, POINTER)!r}: {error}. Check the URL, AWS_ENDPOINT_URL "
+            "and the credentials."
+        ) from None
     if not pointer or not isinstance(pointer.get("run_id"), str):
         return None, None
     return child(root, run_key(pointer["run_id"])), pointer.get("manifest_sha256")

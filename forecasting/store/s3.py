@@ -63,9 +63,11 @@ class S3Backend:
         self.leftover_age = leftover_age
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
         self.endpoint = endpoint or "AWS S3"
-        self.fs = s3fs.S3FileSystem(
-            client_kwargs={"endpoint_url": endpoint} if endpoint else {},
-            use_listings_cache=False,
+        self.fs = _OSErrors(
+            s3fs.S3FileSystem(
+                client_kwargs={"endpoint_url": endpoint} if endpoint else {},
+                use_listings_cache=False,
+            )
         )
         self._clock_offset: float | None = None
 
@@ -154,7 +156,8 @@ class S3Backend:
 
     def latest(self) -> str | None:
         pointer = self.read_pointer()
-        return None if pointer is None else str(pointer.get("run_id"))
+        run_id = None if pointer is None else pointer.get("run_id")
+        return str(run_id) if run_id else None
 
     def read_pointer(self) -> dict[str, Any] | None:
         return self._read_pointer()[0]
@@ -237,12 +240,15 @@ class S3Backend:
 
     def _read_pointer(self) -> tuple[dict[str, Any] | None, str | None]:
         """latest.json and its ETag, from one GET; (None, None) when it does not exist."""
+        from botocore.exceptions import BotoCoreError
         from fsspec.asyn import sync
 
         try:
             data, etag = sync(self.fs.loop, self._get, self._path(POINTER))
         except FileNotFoundError:
             return None, None
+        except BotoCoreError as error:  # as `_OSErrors` does for the file system's calls
+            raise OSError(str(error)) from error
         try:
             return load_document(data), etag
         except ManifestError:  # damaged: treated as no pointer, replaced by the next publish
@@ -307,3 +313,27 @@ def _status(error: BaseException) -> int | None:
         seen = seen.__cause__ or seen.__context__
     text = str(error)
     return 412 if "pre-condition" in text or "PreconditionFailed" in text else None
+
+
+class _OSErrors:
+    """The s3fs file system, its botocore errors raised as `OSError`: s3fs turns an S3 error
+    answer into one, but not an endpoint it cannot reach or credentials it cannot find, and
+    every caller here handles storage failures as `OSError`."""
+
+    def __init__(self, fs: Any) -> None:
+        self._fs = fs
+
+    def __getattr__(self, name: str) -> Any:
+        from botocore.exceptions import BotoCoreError
+
+        attribute = getattr(self._fs, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except BotoCoreError as error:
+                raise OSError(str(error)) from error
+
+        return call
