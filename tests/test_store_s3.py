@@ -221,6 +221,25 @@ def test_leftovers_and_old_runs_go_only_once_no_writer_can_be_at_work(s3_url: st
     assert young in keys and abandoned not in keys
 
 
+def test_a_cleanup_that_judged_a_run_abandoned_spares_it_once_a_writer_sealed_it(
+    s3_url: str,
+) -> None:
+    """A rerun of a crashed attempt's run id keeps the old files and seals them; a cleanup that
+    listed the run as abandoned just before must not delete it under the new manifest."""
+    store = s3.S3Backend(f"{s3_url}/demo", leftover_age=2)
+    run_id, files, manifest = run_files(0)
+    for filename, data in files.items():  # the crashed attempt: every file but the manifest
+        store.create_file(run_key(run_id, filename), data)
+    time.sleep(3.2)  # Last-Modified has one-second steps
+    judged = store.leftovers()
+    assert run_key(run_id) in judged
+    writer._publish(store, run_id, files, manifest, 30, None)  # the rerun seals it
+    for key in judged:  # the cleanup goes on with what it listed
+        store.remove(key)
+    assert read_run(f"{s3_url}/demo/runs/{run_id}").manifest["run_id"] == run_id
+    assert store.latest() == run_id
+
+
 def test_an_endpoint_that_ignores_conditional_writes_is_refused(
     s3_server: seaweedfs.Server, s3_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

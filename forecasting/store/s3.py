@@ -125,6 +125,15 @@ class S3Backend:
         if stored != {name: data for name, data in files.items() if name != MANIFEST}:
             manifest = _relist(manifest, stored)
         self._put_if_absent(run_key(run_id, MANIFEST), manifest)
+        # Files kept from an earlier writer look old to a concurrent cleanup, which may have
+        # judged this run abandoned just before the manifest landed: check that none is gone.
+        present = self._runs().get(run_id, {})
+        if missing := sorted(set(files) - set(present)):
+            raise PublishError(
+                f"Files {missing} of run {run_id} at {self.location(run_key(run_id))!r} were "
+                "removed while it was being sealed (a cleanup judged an earlier, crashed "
+                "attempt abandoned); `latest` is untouched. Rerun to publish it."
+            )
 
     def create_file(self, key: str, data: bytes) -> bool:
         return self._put_if_absent(key, data)
@@ -204,9 +213,16 @@ class S3Backend:
             return False
 
     def remove(self, key: str) -> None:
-        """Removes a file, or a run: its manifest first, so it stops looking sealed."""
+        """Removes a file, or a run: its manifest first, so it stops looking sealed. A run is
+        looked at again first and kept if its newest file (the manifest, when sealed) is
+        younger than `leftover_age`: a writer sealed it or wrote to it since it was judged
+        abandoned or settled."""
         path = self._path(key)
         if key.startswith(f"{RUNS}/") and key.count("/") == 1:
+            files = self._runs().get(key.split("/")[1], {})
+            newest = files[MANIFEST] if MANIFEST in files else max(files.values(), default=0.0)
+            if self._server_now() - newest <= self.leftover_age:
+                return
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(f"{path}/{MANIFEST}")
             for entry in self.fs.find(path):
