@@ -163,12 +163,19 @@ def _check_ids(frame: pd.DataFrame, column: str | None, where: str, label: str) 
 
 def _season_that_fits(freq: str, model: ModelConfig) -> int:
     season = season_for(freq, model.season_length)
-    # A kind whose model depends on season_length (seasonal_naive) reads one season per window.
-    seasonal = [k for k in model.candidates if spec(k).depends_on("model.season_length")]
+    # A kind whose model depends on season_length (seasonal_naive), or that learns the
+    # correction to it (an RNN with base = seasonal_naive), reads one season per window.
+    seasonal = [
+        k
+        for k in model.candidates
+        if spec(k).depends_on("model.season_length")
+        or (model.base == "seasonal_naive" and spec(k).depends_on("model.base"))
+    ]
     if seasonal and season > model.input_size:
         kind = seasonal[0]
+        uses = "repeats" if spec(kind).depends_on("model.season_length") else "learns on top of"
         raise ConfigError(
-            f"{kind} repeats the last season of {season} steps (frequency {freq!r}), but "
+            f"{kind} {uses} the last season of {season} steps (frequency {freq!r}), but "
             f"each input window holds only input_size={model.input_size} steps. Raise "
             f"--input-size to at least {season}, set model.season_length, or drop "
             f"{kind} from model.candidates."

@@ -481,6 +481,9 @@ def test_a_season_longer_than_the_window_is_refused_when_seasonal_naive_runs(row
         check(path, model=ModelConfig(input_size=12, horizon=6))
     only_rnns = ModelConfig(input_size=12, horizon=6, candidates=("naive", "gru"))
     assert check(path, model=only_rnns).season_length == 24
+    hybrid = only_rnns.model_copy(update={"base": "seasonal_naive"})
+    with pytest.raises(ConfigError, match="gru learns on top of the last season of 24 steps"):
+        check(path, model=hybrid)
 
 
 def test_a_switch_to_a_coarser_step_is_refused_not_interpolated(rows, tmp_path):
