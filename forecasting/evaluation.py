@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from forecasting.windowing import Windows, WindowSet
+from forecasting.windowing import Windows, WindowSet, mase_scale
 
 if TYPE_CHECKING:
     from forecasting.models import Forecaster
@@ -46,23 +46,16 @@ METRICS: dict[str, Metric] = {"mae": mae, "rmse": rmse, "mase": mase, "smape": s
 def insample_scale(windows: Windows, season_length: int) -> np.ndarray:
     """Per series, the seasonal naive forecast's MAE over its training block; (n_series,).
 
-    Falls back to the one-step naive error when the training block is shorter than a season,
-    and to 1 for a block that never changes.
+    The same scale the target is divided by under MASE scaling (`windowing.mase_scale`, with
+    its fallbacks for a block shorter than a season, one that repeats its season exactly, and
+    a constant one), so errors in scaled units are the metric's.
     """
     return np.array(
         [
-            seasonal_scale(values[:end, 0], season_length)
+            mase_scale(values[:end, 0], season_length)
             for values, end in zip(windows.values, windows.train_end, strict=True)
         ]
     )
-
-
-def seasonal_scale(target: np.ndarray, season_length: int) -> float:
-    """MASE's denominator for one series: the seasonal naive MAE over `target` (the one-step
-    naive MAE when it is not longer than a season); 1 when that is 0 or there is no step."""
-    lag = season_length if len(target) > season_length else 1
-    error = float(np.mean(np.abs(target[lag:] - target[:-lag]))) if len(target) > lag else 0.0
-    return error if error > 0 else 1.0
 
 
 def held_out_truth(windows: Windows) -> np.ndarray:

@@ -8,11 +8,11 @@ import pandas as pd
 
 from forecasting.backtest import Backtest
 from forecasting.config import ModelConfig
-from forecasting.evaluation import seasonal_scale
 from forecasting.intervals import LEVELS, conformal_quantiles, interval_columns
 from forecasting.models import make_forecaster, spec
 from forecasting.outputs import future_frame
 from forecasting.validation import ValidatedData
+from forecasting.windowing import mase_scale
 
 BASELINES = ("seasonal_naive", "naive")  # the order when this run's backtest cannot rank them
 
@@ -41,7 +41,7 @@ def scales(data: ValidatedData) -> dict[str, float]:
     """Per short series, MASE's denominator over its whole history (it has no backtest)."""
     short = data.frame[data.frame["unique_id"].isin(list(data.short_series))]
     return {
-        str(series_id): seasonal_scale(group["y"].to_numpy(np.float64), data.season_length)
+        str(series_id): mase_scale(group["y"].to_numpy(np.float64), data.season_length)
         for series_id, group in short.groupby("unique_id", sort=False)
     }
 
