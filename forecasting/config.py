@@ -155,7 +155,8 @@ class ModelConfig(_Frozen):
     loss: Loss = Field(
         "mae",
         description="Training loss of the RNNs on scaled targets: 'mse', 'mae' or 'huber' "
-        "(delta 1, one in-sample seasonal naive MAE under mase scaling). The champion is "
+        "(delta 1 in the units the network sees: one window standard deviation with "
+        "scale_window, else one in-sample seasonal naive MAE under mase scaling). The champion is "
         "still chosen on evaluation.metric.",
     )
     base: Base = Field(

@@ -536,9 +536,9 @@ def _short_note(plan: FoldPlan, model: ModelConfig, where: str) -> str:
         f"{where}: {len(plan.short)} series {'is' if len(plan.short) == 1 else 'are'} too short "
         f"for the backtest: {_quote_few(pd.Series(list(plan.short)))} (series {sid!r} has "
         f"{length} steps; it needs {min_series_length(length, model, plan.evaluation)}). "
-        f"{'It is' if len(plan.short) == 1 else 'Each is'} forecast by a baseline (seasonal_naive, "
-        "or naive when shorter than a season) and left out of the model tournament; the "
-        "manifest lists them under short_series."
+        f"{'It is' if len(plan.short) == 1 else 'Each is'} forecast by the better baseline "
+        "that fits it (seasonal_naive or naive, ranked by this run's backtest) and left out of "
+        "the model tournament; the manifest lists them under short_series."
     )
 
 
