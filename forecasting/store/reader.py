@@ -261,9 +261,9 @@ def sealed_runs(pipeline: Location) -> list[str]:
 def read_accuracy(pipeline: Location) -> pd.DataFrame | None:
     """The pipeline's accuracy history; None when there is none yet.
 
-    It is accuracy.parquet (local folders keep it merged) followed by the parts
-    `accuracy/<run_id>.parquet` in run id order, a later row replacing an earlier one with the
-    same run id, series and step.
+    On a local folder it is accuracy.parquet, which holds every part merged. Elsewhere it is
+    the parts `accuracy/<run_id>.parquet` in run id order, a later row replacing an earlier one
+    with the same run id, series and step.
 
     Raises:
         OSError, ValueError: A file exists but cannot be read or parsed (damaged).
@@ -272,6 +272,8 @@ def read_accuracy(pipeline: Location) -> pd.DataFrame | None:
     history: pd.DataFrame | None = None
     with contextlib.suppress(FileNotFoundError):
         history = parse_history(backend.read_bytes(ACCURACY_FILE))
+        if backend.keeps_history_file:
+            return history  # the parts are merged into it as they are written
     for key in backend.keys(ACCURACY_PARTS):
         history = merge_accuracy(history, parse_history(backend.read_bytes(key)))
     return history
