@@ -21,7 +21,7 @@ def test_two_fresh_processes_publish_byte_identical_forecasts(
             etth1_slice, output_dir, tmp_path / f"prefect-{attempt}", "--max-epochs", "3"
         )
         assert run.returncode == 0, run.stderr[-2000:]
-        published.append((output_dir / "etth1" / "latest").resolve())
+        published.append((output_dir / "etth1_slice" / "latest").resolve())  # the file name
     first, second = published
     assert first.name == second.name  # the run id is a fingerprint of the inputs
     assert (first / "forecast.csv").read_bytes() == (second / "forecast.csv").read_bytes()
