@@ -357,6 +357,7 @@ SPECS = (
             "model.normalize_window",
             "model.finetune_epochs",  # 0 keeps the backtest's coefficients, > 0 refits them
             "data.covariates",
+            "model.calendar",
         ),
         model_file=KERAS_FILE,
     ),

@@ -179,7 +179,7 @@ class Manifest(_Section):
         },
     )
 
-    schema_version: int | None = Field(None, description="Version of this layout (3).")
+    schema_version: int | None = Field(None, description="Version of this layout (4).")
     run_id: str | None = Field(None, description="`<as-of>-<fingerprint>`, the folder's name.")
     created_at: str | None = Field(None, description="When the run was built (ISO-8601, UTC).")
     as_of: str | None = Field(
