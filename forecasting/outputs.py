@@ -199,7 +199,7 @@ def calendar_spec(cycles: tuple[str, ...]) -> dict | None:
         "channels": calendar_names(cycles),
         "phase": {cycle: CALENDAR_PHASES[cycle] for cycle in cycles},
         "formula": "calendar_<cycle>_sin = sin(2 * pi * phase), calendar_<cycle>_cos = "
-        "cos(2 * pi * phase), phase on the wall clock of ds as written in the data file, "
+        "cos(2 * pi * phase), phase on the clock of ds as forecast.csv writes it, "
         "day_phase = the day cycle's phase",
     }
 

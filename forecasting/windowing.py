@@ -171,7 +171,7 @@ def calendar_names(cycles: tuple[str, ...]) -> list[str]:
 
 def calendar_channels(ds: pd.Series, cycles: tuple[str, ...]) -> np.ndarray:
     """Sine and cosine of each timestamp's phase in each cycle (`CALENDAR_PHASES`, on the
-    wall clock of the timestamps as given), shape (len(ds), 2 * len(cycles)), in the order of
+    clock of the timestamps as given, in their own offset when aware), shape (len(ds), 2 * len(cycles)), in the order of
     `calendar_names`: sin(2 pi phase), cos(2 pi phase)."""
     time = ds.dt
     day = (time.hour + time.minute / 60 + time.second / 3600).to_numpy(np.float64) / 24
