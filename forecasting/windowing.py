@@ -152,7 +152,7 @@ _CYCLES = {
 }
 CALENDAR_PHASES = {
     "day": "(hour + minute / 60 + second / 3600) / 24",
-    "week": "(dayofweek + day_phase) / 7, Monday = 0",
+    "week": "(day_of_week + day_phase) / 7, Monday = 0",
     "year": "(month - 1 + (day - 1 + day_phase) / days_in_month) / 12",
 }
 
@@ -177,7 +177,7 @@ def calendar_channels(ds: pd.Series, cycles: tuple[str, ...]) -> np.ndarray:
     day = (time.hour + time.minute / 60 + time.second / 3600).to_numpy(np.float64) / 24
     phases = {
         "day": day,
-        "week": (time.dayofweek.to_numpy(np.float64) + day) / 7,
+        "week": (time.day_of_week.to_numpy(np.float64) + day) / 7,
         "year": (
             time.month.to_numpy(np.float64)
             - 1

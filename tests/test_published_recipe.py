@@ -26,9 +26,9 @@ def calendar_inputs(recipe: dict, ds: pd.Series) -> np.ndarray:
     calendar = recipe["calendar"]
     assert list(calendar["phase"]) == ["day", "week"]
     assert calendar["phase"]["day"] == "(hour + minute / 60 + second / 3600) / 24"
-    assert calendar["phase"]["week"] == "(dayofweek + day_phase) / 7, Monday = 0"
+    assert calendar["phase"]["week"] == "(day_of_week + day_phase) / 7, Monday = 0"
     day = (ds.dt.hour + ds.dt.minute / 60 + ds.dt.second / 3600).to_numpy() / 24
-    week = (ds.dt.dayofweek.to_numpy() + day) / 7
+    week = (ds.dt.day_of_week.to_numpy() + day) / 7
     angles = 2 * np.pi * np.stack([day, day, week, week], axis=1)
     return np.where([True, False, True, False], np.sin(angles), np.cos(angles))
 
