@@ -171,8 +171,9 @@ def calendar_names(cycles: tuple[str, ...]) -> list[str]:
 
 def calendar_channels(ds: pd.Series, cycles: tuple[str, ...]) -> np.ndarray:
     """Sine and cosine of each timestamp's phase in each cycle (`CALENDAR_PHASES`, on the
-    clock of the timestamps as given, in their own offset when aware), shape (len(ds), 2 * len(cycles)), in the order of
-    `calendar_names`: sin(2 pi phase), cos(2 pi phase)."""
+    clock of the timestamps as given, in their own offset when aware), shape
+    (len(ds), 2 * len(cycles)), in the order of `calendar_names`: sin(2 pi phase),
+    cos(2 pi phase)."""
     time = ds.dt
     day = (time.hour + time.minute / 60 + time.second / 3600).to_numpy(np.float64) / 24
     phases = {
