@@ -187,7 +187,7 @@ def calendar_channels(ds: pd.Series, cycles: tuple[str, ...]) -> np.ndarray:
         / 12,
     }
     angles = [2 * np.pi * phases[cycle] for cycle in cycles]
-    return np.stack([f(a) for a in angles for f in (np.sin, np.cos)], axis=1).reshape(len(ds), -1)
+    return np.stack([f(a) for a in angles for f in (np.sin, np.cos)], axis=1)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from flows import options
 from flows.cli import app
 from forecasting.config import DEFAULT_DATA, build_config
+from forecasting.errors import ConfigError
 
 # Every flag the CLI has offered; none may disappear.
 FLAGS = [
@@ -107,3 +108,10 @@ def test_show_and_rollback_take_output_dir_from_the_config_field() -> None:
     shown = f"{info.description} Default: {expected_default(info.default)}."
     for command in ("show", "rollback"):
         assert shown in help_text(command)
+
+
+def test_a_covariate_named_like_a_calendar_channel_is_refused_only_with_calendar() -> None:
+    values = {"data": {"covariates": ["load", "calendar_day_sin"]}}
+    assert build_config(values).data.covariates == ("load", "calendar_day_sin")
+    with pytest.raises(ConfigError, match=r"\['calendar_day_sin'\] start with 'calendar_'"):
+        build_config({**values, "model": {"calendar": True}})
