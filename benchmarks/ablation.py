@@ -12,7 +12,15 @@ Every variant is one `ModelConfig`; the rows go from today's recipe (z-score, MS
 input 168) one ingredient at a time. `--kinds` trains those kinds at the variant with the lowest
 M4 validation MASE among the gru rows (chosen on validation, never on test).
 
+`--calendar` runs only the calendar comparison: the default recipe (mase, mae, scaled windows,
+168) without and with `model.calendar` (sine and cosine of hour of day and day of week as extra
+input channels), for gru, and on ETTh1 also for linear and local_linear; its rows replace the
+rows of the same dataset, horizon, model and variant and keep every other row. M4 Hourly has no
+real timestamps here (M4-info.csv is missing): every series is dated from 2000-01-01 00:00, so
+its channels carry each series' phase modulo 24 and 168 steps, not its true hour and weekday.
+
     uv run --group bench python benchmarks/ablation.py [--datasets m4,etth1] [--max-epochs 20]
+    uv run --group bench python benchmarks/ablation.py --calendar [--datasets m4,etth1]
 
 Writes benchmarks/results/ablation.csv and ablation.md.
 """
@@ -33,11 +41,19 @@ from m4_hourly import load_m4  # noqa: E402
 from forecasting.config import EvaluationConfig, ModelConfig  # noqa: E402
 from forecasting.evaluation import mase  # noqa: E402
 from forecasting.models import make_forecaster, spec  # noqa: E402
-from forecasting.windowing import fit_scaling, make_folds, window_set  # noqa: E402
+from forecasting.windowing import (  # noqa: E402
+    calendar_channels,
+    fit_scaling,
+    make_folds,
+    window_set,
+)
 
 SEED, SEASON = 42, 24
+DEFAULT_RECIPE = "mase, mae, scaled windows"
+CALENDAR = f"{DEFAULT_RECIPE}, calendar"
 # name: (target_scaling, loss, base, input_size, scale_window); the first rows change one thing
-# at a time from today's recipe, the rest one thing from the window-scaled recipe.
+# at a time from today's recipe, the rest one thing from the window-scaled recipe. A name ending
+# in ", calendar" adds `model.calendar` (see `calendar_of`).
 VARIANTS = {
     "today: zscore, mse, no base, 168": ("zscore", "mse", "none", 168, False),
     "mase scaling": ("mase", "mse", "none", 168, False),
@@ -52,6 +68,7 @@ VARIANTS = {
     "mase, mae, scaled windows, seasonal_naive base, 336": (
         "mase", "mae", "seasonal_naive", 336, True,
     ),
+    CALENDAR: ("mase", "mae", "none", 168, True),
 }  # fmt: skip
 LINEAR_VARIANTS = (
     "today: zscore, mse, no base, 168",
@@ -60,14 +77,21 @@ LINEAR_VARIANTS = (
 )
 ETT_BORDERS = (0, 8640, 11520, 14400)
 ETT_HORIZONS = (24, 48, 96, 168)
+CALENDAR_CYCLES = ("day", "week")  # hourly data
 COLUMNS = ["dataset", "horizon", "model", "variant", "target_scaling", "loss", "base",
-           "scale_window", "input_size", "validation_mase", "mase", "mse", "seconds",
+           "scale_window", "calendar", "input_size", "validation_mase", "mase", "mse", "seconds",
            "epochs"]  # fmt: skip
+KEY = ["dataset", "horizon", "model", "variant"]
+
+
+def calendar_of(variant: str) -> bool:
+    return variant.endswith(", calendar")
 
 
 def model_config(variant: str, horizon: int, max_epochs: int) -> ModelConfig:
     scaling, loss, base, input_size, scale_window = VARIANTS[variant]
     return ModelConfig(
+        calendar=calendar_of(variant),
         horizon=horizon,
         input_size=input_size,
         target_scaling=scaling,
@@ -102,7 +126,7 @@ class M4:
         self._folds: dict = {}
 
     def fold(self, config: ModelConfig):
-        key = (config.input_size, config.target_scaling)
+        key = (config.input_size, config.target_scaling, config.calendar)
         if key not in self._folds:
             evaluation = EvaluationConfig(n_folds=1, fold_size=48)
             self._folds[key] = make_folds(self.frame, ["y"], config, evaluation, SEASON)[0]
@@ -112,7 +136,7 @@ class M4:
         config = model_config(variant, 48, max_epochs).model_copy(update=overrides)
         fold = self.fold(config)
         splits = {"train": fold.train, "validation": fold.validation, "test": fold.test}
-        model, scaled, seconds = fit_and_predict(kind, config, splits)
+        model, scaled, seconds = fit_and_predict(kind, config, splits, len(fold.features))
         truth, y_hat = {}, {}
         for name in ("validation", "test"):
             split = splits[name]
@@ -146,25 +170,28 @@ class ETTh1:
     """OT on the Informer protocol, scaled by the library's `fit_scaling` on the train rows."""
 
     def __init__(self) -> None:
-        values = pd.read_csv(ROOT / "data" / "ETTh1.csv")["OT"].to_numpy(np.float64)
-        self.values = values[: ETT_BORDERS[-1], None]
+        frame = pd.read_csv(ROOT / "data" / "ETTh1.csv", parse_dates=["date"])[: ETT_BORDERS[-1]]
+        self.values = frame["OT"].to_numpy(np.float64)[:, None]
+        self.calendar = calendar_channels(frame["date"], CALENDAR_CYCLES)
         train = self.values[: ETT_BORDERS[1], 0]
         self.std = float(train.std())  # the protocol reports MSE on the z-scored scale
         self.scale = float(np.mean(np.abs(train[SEASON:] - train[:-SEASON])))
 
     def row(self, kind: str, variant: str, horizon: int, max_epochs: int) -> dict:
         config = model_config(variant, horizon, max_epochs)
+        values = np.hstack([self.values, self.calendar]) if config.calendar else self.values
+        unscaled = values.shape[1] - 1  # the calendar channels, as `make_folds` leaves them
         scaling = fit_scaling(
-            [self.values], np.array([ETT_BORDERS[1]]), SEASON, config.target_scaling
+            [values], np.array([ETT_BORDERS[1]]), SEASON, config.target_scaling, unscaled
         )
-        scaled = scaling.scale([self.values])
+        scaled = scaling.scale([values])
         splits = {
             name: window_set(scaled, np.array([start]), np.array([end]), config.input_size, horizon)
             for name, start, end in zip(
                 ("train", "validation", "test"), ETT_BORDERS, ETT_BORDERS[1:], strict=False
             )
         }
-        model, forecasts, seconds = fit_and_predict(kind, config, splits)
+        model, forecasts, seconds = fit_and_predict(kind, config, splits, values.shape[1])
         errors = {}
         for name in ("validation", "test"):
             split = splits[name]
@@ -191,6 +218,7 @@ def describe(kind: str, variant: str, scores: dict) -> dict:
         "loss": loss if recurrent else "",
         "base": base if recurrent else "",
         "scale_window": scale_window if recurrent else "",
+        "calendar": calendar_of(variant),
         "input_size": input_size,
         **scores,
     }
@@ -199,7 +227,7 @@ def describe(kind: str, variant: str, scores: dict) -> dict:
     return row
 
 
-def run(dataset: str, kinds: tuple[str, ...], max_epochs: int) -> list[dict]:
+def run(dataset: str, kinds: tuple[str, ...], max_epochs: int, calendar: bool) -> list[dict]:
     rows = []
     source = M4() if dataset == "m4" else ETTh1()
     horizons = (48,) if dataset == "m4" else ETT_HORIZONS
@@ -210,9 +238,13 @@ def run(dataset: str, kinds: tuple[str, ...], max_epochs: int) -> list[dict]:
                 return describe(kind, variant, source.row(kind, variant, max_epochs))
             return describe(kind, variant, source.row(kind, variant, horizon, max_epochs))
 
+        if calendar:  # M4: gru only (the costly one); ETTh1: every trained kind
+            compared = ("gru",) if isinstance(source, M4) else ("linear", "local_linear", "gru")
+            rows.extend(score(k, v) for k in compared for v in (DEFAULT_RECIPE, CALENDAR))
+            continue
         rows.append(score("seasonal_naive", "mase scaling"))
         rows.extend(score("linear", variant) for variant in LINEAR_VARIANTS)
-        gru = [score("gru", variant) for variant in VARIANTS]
+        gru = [score("gru", variant) for variant in VARIANTS if not calendar_of(variant)]
         rows.extend(gru)
         best = min(gru, key=lambda row: row["validation_mase"])["variant"]
         rows.extend(score(kind, best) for kind in kinds if kind != "gru")
@@ -237,26 +269,56 @@ def verdicts(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def calendar_verdicts(table: pd.DataFrame) -> str:
+    """Per dataset, horizon and kind: validation and test MASE without -> with calendar."""
+    lines = []
+    pairs = table[table.variant.isin([DEFAULT_RECIPE, CALENDAR])]
+    for (dataset, horizon, kind), rows in pairs.groupby(
+        ["dataset", "horizon", "model"], sort=False
+    ):
+        if len(rows) != 2:
+            continue
+        off, on = (rows[rows.variant == name].iloc[0] for name in (DEFAULT_RECIPE, CALENDAR))
+        better = "better" if on.validation_mase < off.validation_mase else "not better"
+        lines.append(
+            f"- {dataset} h={horizon} {kind}: validation MASE {off.validation_mase:.4f} -> "
+            f"{on.validation_mase:.4f} ({better} on validation), test MASE {off.mase:.4f} -> "
+            f"{on.mase:.4f}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="m4,etth1")
     parser.add_argument("--kinds", default="simple_rnn,gru,lstm", help="RNNs at the picked variant")
     parser.add_argument("--max-epochs", type=int, default=20, help="cap for the RNNs")
+    parser.add_argument("--calendar", action="store_true", help="only the calendar comparison")
     args = parser.parse_args()
-    report = Report("ablation", "Ablation: scaling, loss, residual base and lookback", SEED)
+    report = Report("ablation", "Ablation: scaling, loss, residual base, lookback, calendar", SEED)
     rows = []
     for dataset in args.datasets.split(","):
-        rows.extend(run(dataset, tuple(args.kinds.split(",")), args.max_epochs))
+        rows.extend(run(dataset, tuple(args.kinds.split(",")), args.max_epochs, args.calendar))
     table = pd.DataFrame(rows)
     previous = RESULTS / "ablation.csv"  # rerunning one dataset keeps the other's rows
     if previous.is_file():
         kept = pd.read_csv(previous)
-        kept = kept[~kept.dataset.isin(table.dataset.unique())]
+        if "calendar" not in kept:
+            kept.insert(kept.columns.get_loc("input_size"), "calendar", False)
+        if args.calendar:  # only the rerun rows are replaced
+            rerun = kept.set_index(KEY).index.isin(table.set_index(KEY).index)
+            kept = kept[~rerun]
+        else:
+            kept = kept[~kept.dataset.isin(table.dataset.unique())]
         table = pd.concat([kept, table], ignore_index=True)
+        table = table.sort_values(["dataset", "horizon"], kind="stable", ignore_index=True)
     table = table[COLUMNS].round({"validation_mase": 4, "mase": 4, "mse": 4, "seconds": 1})
     notes = (
         "Verdicts (the variant is chosen on validation MASE; the best-on-test row is labelled "
-        "test-picked and is not a choice):\n\n" + verdicts(table) + f"\n\nRNNs: units 64, "
+        "test-picked and is not a choice):\n\n" + verdicts(table) + "\n\nCalendar inputs "
+        "(`model.calendar`, the default recipe without -> with):\n\n"
+        + calendar_verdicts(table)
+        + f"\n\nRNNs: units 64, "
         f"segments of 24, last-value window normalization, Adam 1e-3, batch 256, early stopping "
         f"(patience 5) on the validation loss, at most {args.max_epochs} epochs, seed {SEED}. "
         "`seconds`: fit + predict wall time on 2 cores shared with other jobs (inflated)."

@@ -24,7 +24,8 @@ from forecasting.config import DEFAULT_DATA, PipelineConfig, build_config, load_
 LIST_METAVAR = "A,B,..."
 
 # flag -> config field, in the order `--help` lists them; a flag's parameter is its name with
-# underscores (--time-column: time_column).
+# underscores (--time-column: time_column). A yes/no field also gets its --no- flag
+# (--calendar/--no-calendar).
 OPTIONS: dict[str, str] = {
     "--data": "data.path",
     "--time-column": "data.time_column",
@@ -41,6 +42,7 @@ OPTIONS: dict[str, str] = {
     "--segment-length": "model.segment_length",
     "--loss": "model.loss",
     "--base": "model.base",
+    "--calendar": "model.calendar",
     "--max-epochs": "model.max_epochs",
     "--candidates": "model.candidates",
     "--n-folds": "evaluation.n_folds",
@@ -161,11 +163,14 @@ def parameter_name(flag: str) -> str:
 def _parameter(flag: str) -> inspect.Parameter:
     path = OPTIONS[flag]
     value_type = _value_type(field(path).annotation)
+    declaration = f"{flag}/--no-{flag.removeprefix('--')}" if value_type is bool else flag
     return inspect.Parameter(
         parameter_name(flag),
         inspect.Parameter.KEYWORD_ONLY,
         default=None,
-        annotation=Annotated[value_type | None, option(path, flag, metavar=_METAVARS.get(flag))],
+        annotation=Annotated[
+            value_type | None, option(path, declaration, metavar=_METAVARS.get(flag))
+        ],
     )
 
 
@@ -175,7 +180,7 @@ def _value_type(annotation: Any) -> type:
     kind = _only(annotation)
     if _is_list(kind) or kind is datetime or typing.get_origin(kind) is Literal:
         return str
-    if kind in (str, int, float, Path):
+    if kind in (str, int, float, bool, Path):
         return kind
     raise TypeError(f"No command-line type for a field of type {annotation!r}.")
 

@@ -171,6 +171,12 @@ class ModelConfig(_Frozen):
         "deviation and multiply the output back (with the loss weighted to match), so "
         "series of very different spread train alike.",
     )
+    calendar: bool = Field(
+        False,
+        description="Give every trained model (RNNs, linear, local_linear) calendar inputs: "
+        "sine and cosine of each input row's phase in the day and week (hourly data; daily: "
+        "week and year; weekly to quarterly: year), computed from its timestamp.",
+    )
     segment_length: int = Field(
         24,
         ge=1,
@@ -417,6 +423,13 @@ class PipelineConfig(_Frozen):
             raise ValueError(
                 f"season_length ({season}) must not exceed input_size "
                 f"({self.model.input_size}); seasonal_naive reads one season from the window."
+            )
+        clash = [name for name in self.data.covariates if name.startswith("calendar_")]
+        if self.model.calendar and clash:
+            raise ValueError(
+                f"covariates {clash} start with 'calendar_', the prefix of the calendar channels "
+                f"that model.calendar adds; rename those columns in the file. Received: "
+                f"covariates={list(self.data.covariates)}"
             )
         fold = self.evaluation.fold_size
         if fold is not None and fold < self.model.horizon:

@@ -24,7 +24,13 @@ from forecasting.store.layout import SCHEMA_VERSION, iso
 from forecasting.store.manifest import check_manifest
 from forecasting.training import CandidateResult, finetune_champion
 from forecasting.validation import ValidatedData
-from forecasting.windowing import Windows, last_inputs, min_series_length
+from forecasting.windowing import (
+    CALENDAR_PHASES,
+    Windows,
+    calendar_names,
+    last_inputs,
+    min_series_length,
+)
 
 # Packages whose version can change a run's numbers: the fingerprint (and so the run id) holds
 # them. scipy's p-values decide promotions. The library's own code is `_code_digest`'s part.
@@ -143,7 +149,8 @@ def preprocessing_spec(
     `scaling` holds, per series and feature, the `mean` subtracted and the `std` divided by
     (for the target under `target_scaling` "mase", the series' in-sample seasonal naive MAE);
     `base` names the forecaster whose forecast the model's output corrects (residual mode), or
-    None when the model forecasts directly.
+    None when the model forecasts directly; `calendar` the calendar channels appended to each
+    input row (see `calendar_spec`), or None.
     """
     normalized = spec(champion).depends_on("model.normalize_window") and (
         config.model.normalize_window
@@ -168,9 +175,11 @@ def preprocessing_spec(
         "window_normalization": "last_value" if normalized else None,
         "window_scale": "std" if window_scaled else None,
         "base": None if base == "none" else base,
+        "calendar": calendar_spec(windows.calendar),
         "recipe": [
             "x = last input_size rows of [target, *covariates] per series, oldest first",
-            "x = (x - mean) / std with that series' statistics per feature",
+            "if calendar: append to each row calendar.channels of its ds (see calendar.formula)",
+            "x = (x - mean) / std with that series' statistics per feature (calendar: 0 and 1)",
             "if base == 'seasonal_naive': b[k] = x[input_size - season_length + k % "
             "season_length, 0] for k in 0..horizon-1 (before the next line)",
             "if window_normalization == 'last_value': level = x[-1, 0]; x[:, 0] -= level",
@@ -178,6 +187,20 @@ def preprocessing_spec(
             model_call + " * s (+ b when base is set, else + level when normalized)",
             "y_hat = y * std_target + mean_target",
         ],
+    }
+
+
+def calendar_spec(cycles: tuple[str, ...]) -> dict | None:
+    """The calendar channels of the inputs and how each is computed from a row's `ds`, or None
+    when the inputs hold none."""
+    if not cycles:
+        return None
+    return {
+        "channels": calendar_names(cycles),
+        "phase": {cycle: CALENDAR_PHASES[cycle] for cycle in cycles},
+        "formula": "calendar_<cycle>_sin = sin(2 * pi * phase), calendar_<cycle>_cos = "
+        "cos(2 * pi * phase), phase on the clock of ds as forecast.csv writes it, "
+        "day_phase = the day cycle's phase",
     }
 
 

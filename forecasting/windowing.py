@@ -143,6 +143,53 @@ def _too_short(
     }
 
 
+# The calendar cycles, shortest first, with each one's length; `calendar_cycles` picks those
+# that apply to a step and `calendar_channels` gives each a sine and a cosine channel.
+_CYCLES = {
+    "day": pd.Timedelta(days=1),
+    "week": pd.Timedelta(days=7),
+    "year": pd.Timedelta(days=365),
+}
+CALENDAR_PHASES = {
+    "day": "(hour + minute / 60 + second / 3600) / 24",
+    "week": "(day_of_week + day_phase) / 7, Monday = 0",
+    "year": "(month - 1 + (day - 1 + day_phase) / days_in_month) / 12",
+}
+
+
+def calendar_cycles(step: pd.Timedelta) -> tuple[str, ...]:
+    """The calendar cycles of data sampled every `step`: the two shortest cycles longer than
+    the step (hourly: day and week; daily: week and year; weekly to quarterly: year; yearly:
+    none)."""
+    return tuple(name for name, length in _CYCLES.items() if length > step)[:2]
+
+
+def calendar_names(cycles: tuple[str, ...]) -> list[str]:
+    """The feature names of the channels of `cycles`: `calendar_<cycle>_sin`, `..._cos`."""
+    return [f"calendar_{cycle}_{part}" for cycle in cycles for part in ("sin", "cos")]
+
+
+def calendar_channels(ds: pd.Series, cycles: tuple[str, ...]) -> np.ndarray:
+    """Sine and cosine of each timestamp's phase in each cycle (`CALENDAR_PHASES`, on the
+    clock of the timestamps as given, in their own offset when aware), shape
+    (len(ds), 2 * len(cycles)), in the order of `calendar_names`: sin(2 pi phase),
+    cos(2 pi phase)."""
+    time = ds.dt
+    day = (time.hour + time.minute / 60 + time.second / 3600).to_numpy(np.float64) / 24
+    phases = {
+        "day": day,
+        "week": (time.day_of_week.to_numpy(np.float64) + day) / 7,
+        "year": (
+            time.month.to_numpy(np.float64)
+            - 1
+            + (time.day.to_numpy(np.float64) - 1 + day) / time.days_in_month.to_numpy(np.float64)
+        )
+        / 12,
+    }
+    angles = [2 * np.pi * phases[cycle] for cycle in cycles]
+    return np.stack([f(a) for a in angles for f in (np.sin, np.cos)], axis=1)
+
+
 @dataclass(frozen=True)
 class Scaling:
     """Per-series statistics fitted on each series' training block: x -> (x - mean) / std.
@@ -154,15 +201,19 @@ class Scaling:
         target: How the target's divisor was fitted: "mase" (the series' in-sample seasonal
             naive MAE, the scale MASE divides errors by; see `mase_scale`) or "zscore" (its
             standard deviation).
+        unscaled: How many trailing features (the calendar channels, already in [-1, 1]) are
+            left as they are: mean 0, std 1, method "none".
     """
 
     mean: np.ndarray
     std: np.ndarray
     target: TargetScaling = "mase"
+    unscaled: int = 0
 
     def to_dict(self, series_ids: list[str], features: list[str]) -> dict:
         """Per series and feature: `mean`, `std` (the divisor) and `method`."""
-        methods = [self.target, *["zscore"] * (len(features) - 1)]
+        scaled = len(features) - 1 - self.unscaled
+        methods = [self.target, *["zscore"] * scaled, *["none"] * self.unscaled]
         return {
             sid: {
                 name: {
@@ -214,6 +265,8 @@ class Windows:
         test_start: Per series, the position where its test block starts; the block runs to
             the end of `values`.
         values: Per series, the unscaled values this fold may see, shape (length, n_features).
+        calendar: The calendar cycles whose channels are the last features (see
+            `calendar_channels`); empty when `model.calendar` is off.
     """
 
     train: WindowSet
@@ -225,14 +278,21 @@ class Windows:
     train_end: np.ndarray
     test_start: np.ndarray
     values: list[np.ndarray]
+    calendar: tuple[str, ...] = ()
 
 
-def series_arrays(frame: pd.DataFrame, features: list[str]) -> tuple[list[str], list[np.ndarray]]:
-    """Splits a validated long frame into per-series arrays of shape (length, n_features)."""
+def series_arrays(
+    frame: pd.DataFrame, features: list[str], calendar: tuple[str, ...] = ()
+) -> tuple[list[str], list[np.ndarray]]:
+    """Splits a validated long frame into per-series arrays of shape (length, n_features):
+    the `features` columns, then the channels of the `calendar` cycles computed from `ds`."""
     ids, arrays = [], []
     for series_id, group in frame.groupby("unique_id", sort=False):
         ids.append(str(series_id))
-        arrays.append(group[features].to_numpy(dtype=np.float64))
+        values = group[features].to_numpy(dtype=np.float64)
+        if calendar:
+            values = np.hstack([values, calendar_channels(group["ds"], calendar)])
+        arrays.append(values)
     return ids, arrays
 
 
@@ -258,15 +318,19 @@ def fit_scaling(
     train_end: np.ndarray,
     season_length: int,
     target: TargetScaling = "mase",
+    unscaled: int = 0,
 ) -> Scaling:
-    """Fits per-series statistics on positions before `train_end` only (see `Scaling`)."""
+    """Fits per-series statistics on positions before `train_end` only (see `Scaling`); the
+    last `unscaled` features keep mean 0 and std 1."""
     seen = [v[:end] for v, end in zip(values, train_end, strict=True)]
     mean = np.stack([v.mean(axis=0) for v in seen])
     std = np.stack([v.std(axis=0) for v in seen])
     std = np.where(std > 0, std, 1.0)
     if target == "mase":
         std[:, 0] = [mase_scale(v[:, 0], season_length) for v in seen]
-    return Scaling(mean=mean, std=std, target=target)
+    if unscaled:
+        mean[:, -unscaled:], std[:, -unscaled:] = 0.0, 1.0
+    return Scaling(mean=mean, std=std, target=target, unscaled=unscaled)
 
 
 def make_folds(
@@ -282,13 +346,17 @@ def make_folds(
     fitted before its validation slice, and its test windows are every stride-1 window whose
     targets lie in its block. A window belongs to the split that holds all of its target
     steps; inputs may reach back into the previous split, as at forecast time. The last fold
-    ends at the last observation: its models are the ones that forecast the future.
+    ends at the last observation: its models are the ones that forecast the future. With
+    `model.calendar` each row also carries the channels of the cycles that apply to the data's
+    step (`calendar_cycles`), after `features` and unscaled.
 
     Args:
         season_length: The MASE season the target is scaled with (`model.target_scaling`
             "mase"); None: `model.season_length`, else inferred from the first series' steps.
     """
-    series_ids, values = series_arrays(frame, features)
+    calendar = calendar_cycles(_step_of(frame)) if model.calendar else ()
+    series_ids, values = series_arrays(frame, features, calendar)
+    names = [*features, *calendar_names(calendar)]
     season = season_length or _season_of(frame, model)
     per_series = [fold_bounds(len(v), model.horizon, evaluation) for v in values]
     folds = []
@@ -297,7 +365,7 @@ def make_folds(
             np.array([bounds[fold][part] for bounds in per_series]) for part in range(3)
         )
         seen = [v[:end] for v, end in zip(values, block_end, strict=True)]
-        scaling = fit_scaling(seen, train_end, season, model.target_scaling)
+        scaling = fit_scaling(seen, train_end, season, model.target_scaling, 2 * len(calendar))
         scaled = scaling.scale(seen)
         first = np.full(len(seen), model.input_size)
         train, validation, test = (
@@ -310,8 +378,17 @@ def make_folds(
         )
         folds.append(
             Windows(
-                train, validation, test, scaling, series_ids, features, train_end, block_start, seen
-            )
+                train,
+                validation,
+                test,
+                scaling,
+                series_ids,
+                names,
+                train_end,
+                block_start,
+                seen,
+                calendar,
+            )  # fmt: skip
         )
     return folds
 
@@ -320,11 +397,18 @@ def _season_of(frame: pd.DataFrame, model: ModelConfig) -> int:
     """`model.season_length`, or the season of the first series' first step (24 for hourly)."""
     if model.season_length is not None:
         return model.season_length
+    step = _step_of(frame)
+    if step is pd.NaT:
+        return 1
+    return season_for(pd.tseries.frequencies.to_offset(step).freqstr, None)
+
+
+def _step_of(frame: pd.DataFrame) -> pd.Timedelta:
+    """The first series' first step; NaT when it has a single row."""
     first = frame["ds"].iloc[:2]
     if len(first) < 2 or frame["unique_id"].iloc[0] != frame["unique_id"].iloc[1]:
-        return 1
-    step = pd.tseries.frequencies.to_offset(first.iloc[1] - first.iloc[0])
-    return season_for(step.freqstr, None)
+        return pd.NaT
+    return first.iloc[1] - first.iloc[0]
 
 
 def window_set(

@@ -7,18 +7,20 @@ import re
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from flows import options
 from flows.cli import app
 from forecasting.config import DEFAULT_DATA, build_config
+from forecasting.errors import ConfigError
 
 # Every flag the CLI has offered; none may disappear.
 FLAGS = [
     "--data", "--time-column", "--target-column", "--id-column", "--covariates", "--freq",
     "--na-values", "--max-fill", "--horizon", "--input-size", "--name", "--output-dir",
-    "--segment-length", "--loss", "--base", "--max-epochs", "--candidates", "--n-folds",
-    "--as-of", "--seed",
+    "--segment-length", "--loss", "--base", "--calendar", "--max-epochs", "--candidates",
+    "--n-folds", "--as-of", "--seed",
 ]  # fmt: skip
 
 
@@ -92,8 +94,33 @@ def test_options_override_the_config_file_and_leave_the_rest(tmp_path: Path) -> 
     assert config.model.input_size == build_config({}).model.input_size
 
 
+@pytest.mark.parametrize(("flag", "expected"), [("--calendar", True), ("--no-calendar", False)])
+def test_a_yes_no_field_is_set_by_its_flag_or_its_no_flag(flag, expected, tmp_path: Path) -> None:
+    """The flag wins over the config file's value either way."""
+    config_file = tmp_path / "pipeline.toml"
+    config_file.write_text(f"[model]\ncalendar = {str(not expected).lower()}\n")
+    seen = {}
+
+    def capture(**given: object) -> None:
+        seen.update(given)
+
+    command = options.with_config_options()(capture)
+    runner_app = typer.Typer()
+    runner_app.command()(command)
+    result = CliRunner().invoke(runner_app, [flag])
+    assert result.exit_code == 0, result.output
+    assert options.build(config_file, seen).model.calendar is expected
+
+
 def test_show_and_rollback_take_output_dir_from_the_config_field() -> None:
     info = options.field("output_dir")
     shown = f"{info.description} Default: {expected_default(info.default)}."
     for command in ("show", "rollback"):
         assert shown in help_text(command)
+
+
+def test_a_covariate_named_like_a_calendar_channel_is_refused_only_with_calendar() -> None:
+    values = {"data": {"covariates": ["load", "calendar_day_sin"]}}
+    assert build_config(values).data.covariates == ("load", "calendar_day_sin")
+    with pytest.raises(ConfigError, match=r"\['calendar_day_sin'\] start with 'calendar_'"):
+        build_config({**values, "model": {"calendar": True}})

@@ -9,6 +9,8 @@ import pytest
 from forecasting.config import EvaluationConfig, ModelConfig
 from forecasting.evaluation import held_out_truth, insample_scale, predict_windows
 from forecasting.windowing import (
+    calendar_channels,
+    calendar_cycles,
     fold_bounds,
     full_history_windows,
     last_inputs,
@@ -142,11 +144,13 @@ def test_a_constant_series_gets_finite_windows() -> None:
     assert np.isfinite(windows.train.inputs).all() and np.isfinite(windows.test.targets).all()
 
 
-@pytest.mark.parametrize("target_scaling", ["mase", "zscore"])
-def test_no_fold_sees_its_block_in_training_or_anything_after_it(target_scaling) -> None:
+@pytest.mark.parametrize(
+    ("target_scaling", "calendar"), [("mase", False), ("zscore", False), ("mase", True)]
+)
+def test_no_fold_sees_its_block_in_training_or_anything_after_it(target_scaling, calendar) -> None:
     """The MASE scale and every fitted statistic use the fold's training block only: changing
     everything from the fold's block on leaves them, and its training windows, unchanged."""
-    model = MODEL.model_copy(update={"target_scaling": target_scaling})
+    model = MODEL.model_copy(update={"target_scaling": target_scaling, "calendar": calendar})
     frame = arange_panel(LENGTHS).assign(temperature=lambda f: np.sin(f["y"]))
     features = ["y", "temperature"]
     before = make_folds(frame, features, model, EVALUATION)
@@ -186,3 +190,51 @@ def test_full_history_and_last_inputs_reach_the_last_observation() -> None:
     np.testing.assert_allclose(
         last[1, :, 0] * std[1] + mean[1], 1000 + np.arange(70, 80), atol=1e-3
     )
+
+
+def test_calendar_channels_equal_the_formula_for_known_timestamps() -> None:
+    ds = pd.Series(pd.to_datetime(["2024-01-01 00:00", "2024-01-03 06:00", "2024-03-31 18:30"]))
+    day = np.array([0.0, 6 / 24, 18.5 / 24])
+    week = (np.array([0, 2, 6]) + day) / 7  # Monday, Wednesday, Sunday
+    year = (np.array([0, 0, 2]) + (np.array([0, 2, 30]) + day) / np.array([31, 31, 31])) / 12
+    channels = calendar_channels(ds, ("day", "week", "year"))
+    expected = [f(2 * np.pi * phase) for phase in (day, week, year) for f in (np.sin, np.cos)]
+    np.testing.assert_allclose(channels, np.stack(expected, axis=1), atol=1e-12)
+    np.testing.assert_allclose(channels[1, :2], [1.0, 0.0], atol=1e-12)  # 06:00: a quarter day
+
+
+@pytest.mark.parametrize(
+    ("step", "cycles"),
+    [
+        ("15min", ("day", "week")),
+        ("1h", ("day", "week")),
+        ("1D", ("week", "year")),
+        ("7D", ("year",)),
+        ("31D", ("year",)),
+        ("365D", ()),
+    ],
+)
+def test_calendar_cycles_are_the_two_shortest_longer_than_the_step(step, cycles) -> None:
+    assert calendar_cycles(pd.Timedelta(step)) == cycles
+
+
+def test_calendar_channels_are_unscaled_inputs_up_to_the_last_window() -> None:
+    """Hourly data get day and week channels after the target, left unscaled (mean 0, std 1),
+    in every split and in the future forecast's inputs."""
+    frame = arange_panel(LENGTHS)
+    windows = make_folds(frame, ["y"], MODEL.model_copy(update={"calendar": True}), EVALUATION)[-1]
+    assert windows.features == [
+        "y", "calendar_day_sin", "calendar_day_cos", "calendar_week_sin", "calendar_week_cos",
+    ]  # fmt: skip
+    np.testing.assert_array_equal(windows.scaling.mean[:, 1:], 0.0)
+    np.testing.assert_array_equal(windows.scaling.std[:, 1:], 1.0)
+    ds = frame.loc[frame.unique_id == "s1", "ds"].reset_index(drop=True)
+    formula = calendar_channels(ds, ("day", "week")).astype(np.float32)
+    first = windows.train.series.tolist().index(1)
+    start = windows.train.target_start[first] - MODEL.input_size
+    np.testing.assert_array_equal(
+        windows.train.inputs[first, :, 1:], formula[start : start + MODEL.input_size]
+    )
+    last = last_inputs(windows, MODEL.input_size)
+    np.testing.assert_array_equal(last[1, :, 1:], formula[-MODEL.input_size :])
+    assert windows.train.targets.shape[1:] == (MODEL.horizon,)

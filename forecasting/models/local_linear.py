@@ -346,6 +346,7 @@ SPECS = (
             "model.target_scaling",
             "model.finetune_epochs",  # 0 keeps the backtest's coefficients, > 0 refits them
             "data.covariates",
+            "model.calendar",
         ),
         model_file=KERAS_FILE,
     ),

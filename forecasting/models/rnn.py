@@ -448,6 +448,7 @@ _RNN_RECIPE = (
     "model.loss",
     "model.base",
     "model.scale_window",
+    "model.calendar",
     "model.segment_length",
     "model.max_epochs",
     "model.patience",
