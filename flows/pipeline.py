@@ -13,7 +13,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
-from flows import artifacts, scheduling, tasks
+from flows import artifacts, runners, scheduling, tasks
 from forecasting import pipeline
 from forecasting.clock import scheduled_as_of
 from forecasting.config import PipelineConfig
@@ -63,9 +63,11 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
     The steps are `forecasting.pipeline.run`'s, each run as a task."""
     _install_log_filter()
     try:
+        config = config or PipelineConfig()
         result = pipeline.run(
-            config or PipelineConfig(),
+            config,
             step=tasks.run_step,
+            fan_out=runners.fan_out(config),
             observer=_Reporter(),
             log=tasks.RunLog(),
         )

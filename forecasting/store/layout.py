@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RUNS = "runs"
 LATEST = "latest"
 POINTER = "latest.json"
