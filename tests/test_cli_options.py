@@ -18,7 +18,7 @@ FLAGS = [
     "--data", "--time-column", "--target-column", "--id-column", "--covariates", "--freq",
     "--na-values", "--max-fill", "--horizon", "--input-size", "--name", "--output-dir",
     "--segment-length", "--loss", "--base", "--max-epochs", "--candidates", "--n-folds",
-    "--as-of", "--seed",
+    "--as-of", "--seed", "--task-runner", "--workers", "--dask-address",
 ]  # fmt: skip
 
 

@@ -79,7 +79,7 @@ def test_run_folder_holds_every_file_listed_with_its_hash(published) -> None:
 def test_manifest_records_data_config_versions_and_choice(published) -> None:
     config, summary = published
     manifest = read_latest(config.output_dir, "slice").manifest
-    assert manifest["schema_version"] == 3
+    assert manifest["schema_version"] == 4
     assert manifest["run_id"] == summary["run_id"]
     assert manifest["data"]["rows"] == 1200
     assert manifest["data"]["first_ds"] == "2016-07-01T00:00:00"

@@ -1,0 +1,218 @@
+"""Task runners for the candidates: a real process pool and a real Dask LocalCluster give the
+run that training one after another gives; a dying worker fails only its candidate; a local
+cluster leaves no process behind (checked by PID)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from flows.runners import EXIT_HOOK
+from forecasting.config import DataConfig, ExecutionConfig, ModelConfig, PipelineConfig
+from forecasting.execution import cores
+from forecasting.store.reader import read_latest
+from tests.helpers.prefect_server import own_prefect_environment
+
+pytestmark = pytest.mark.slow
+
+RUNNERS = ("sequential", "processes", "dask")
+CANDIDATES = ("naive", "seasonal_naive", "gru")
+CLI = [sys.executable, "-c", "from flows.cli import app; app()"]
+
+
+def config_for(data: Path, output_dir: Path, runner: str, candidates=CANDIDATES) -> PipelineConfig:
+    return PipelineConfig(
+        name="slice",
+        output_dir=output_dir,
+        data=DataConfig(path=data),
+        model=ModelConfig(
+            horizon=6,
+            input_size=24,
+            segment_length=6,
+            units=4,
+            max_epochs=2,
+            patience=1,
+            finetune_epochs=1,
+            candidates=candidates,
+        ),
+        execution=ExecutionConfig(task_runner=runner, workers=2),
+    )
+
+
+def children() -> dict[int, list[int]]:
+    """Each live process's children, from /proc (zombies count as gone)."""
+    tree: dict[int, list[int]] = defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        if entry.name.isdigit() and state != "Z":
+            tree[int(parent)].append(int(entry.name))
+    return tree
+
+
+def descendants(pid: int) -> set[int]:
+    tree, found, todo = children(), set(), [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running, after up to 20 s for them to exit."""
+    deadline = time.monotonic() + 20
+    while True:
+        running = {pid for tree in children().values() for pid in tree} & pids
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def runs(prefect_harness, tmp_path_factory) -> dict[str, dict]:
+    """The same run under each runner, each publishing to its own folder; for dask, also the
+    processes this process had before and after it."""
+    from flows.pipeline import forecast_pipeline
+    from tests.conftest import ETTH1
+
+    folder = tmp_path_factory.mktemp("runners")
+    data = folder / "slice.csv"
+    data.write_text("".join(ETTH1.read_text().splitlines(keepends=True)[:1201]))
+    found: dict[str, dict] = {}
+    for runner in RUNNERS:
+        before = descendants(os.getpid())
+        config = config_for(data, folder / runner, runner)
+        summary = forecast_pipeline(config)
+        manifest = read_latest(config.output_dir, "slice").manifest
+        found[runner] = {"summary": summary, "manifest": manifest, "before": before}
+        found[runner]["after"] = descendants(os.getpid())
+    found["data"] = {"path": data, "folder": folder}
+    return found
+
+
+def candidates(manifest: dict) -> dict[str, dict]:
+    return {entry["model"]: entry for entry in manifest["candidates"]}
+
+
+@pytest.mark.parametrize("runner", ["processes", "dask"])
+def test_every_runner_gives_the_same_run_champion_and_metrics(runs, runner) -> None:
+    sequential, other = runs["sequential"], runs[runner]
+    for key in ("run_id", "champion", "action", "reason"):
+        assert other["summary"][key] == sequential["summary"][key], key
+    assert other["manifest"]["champion"]["decision"] == sequential["manifest"]["champion"][
+        "decision"
+    ]
+    expected, got = candidates(sequential["manifest"]), candidates(other["manifest"])
+    for kind in ("naive", "seasonal_naive"):
+        assert got[kind]["metrics"] == expected[kind]["metrics"]
+        assert got[kind]["fold_metrics"] == expected[kind]["fold_metrics"]
+    assert got["gru"]["status"] == "ok" and got["gru"]["epochs"] == expected["gru"]["epochs"]
+    for name, value in expected["gru"]["metrics"].items():
+        assert got["gru"]["metrics"][name] == pytest.approx(value, rel=1e-6), name
+
+
+def test_the_manifest_records_where_each_candidate_trained(runs) -> None:
+    sequential = runs["sequential"]["manifest"]["execution"]
+    assert sequential["task_runner"] == "sequential" and sequential["workers"] == 1
+    assert sequential["threads_per_worker"] is None
+    assert {entry["pid"] for entry in sequential["candidates"]} == {os.getpid()}
+    for runner in ("processes", "dask"):
+        execution = runs[runner]["manifest"]["execution"]
+        share = max(1, cores() // 2)
+        assert (execution["task_runner"], execution["workers"]) == (runner, 2)
+        assert execution["threads_per_worker"] == share
+        assert [entry["model"] for entry in execution["candidates"]] == list(CANDIDATES)
+        for entry in execution["candidates"]:
+            assert entry["pid"] != os.getpid() and entry["host"] == os.uname().nodename
+            assert entry["threads"] == share
+
+
+def test_a_local_dask_cluster_leaves_no_process_after_the_run(runs) -> None:
+    dask = runs["dask"]
+    workers = {entry["pid"] for entry in dask["manifest"]["execution"]["candidates"]}
+    assert not alive(workers)
+    assert not alive(dask["after"] - dask["before"])
+
+
+def test_a_worker_that_dies_fails_only_its_candidate(runs, monkeypatch) -> None:
+    from flows.pipeline import forecast_pipeline
+
+    monkeypatch.setenv(EXIT_HOOK, "gru")
+    data, folder = runs["data"]["path"], runs["data"]["folder"]
+    for runner in ("processes", "dask"):
+        config = config_for(data, folder / f"crash-{runner}", runner)
+        summary = forecast_pipeline(config)
+        manifest = read_latest(config.output_dir, "slice").manifest
+        assert summary["run_id"] == runs["sequential"]["summary"]["run_id"]
+        failed = candidates(manifest)["gru"]
+        assert failed["status"] == "failed", runner
+        assert "its worker process died before it finished" in failed["reason"]
+        expected = candidates(runs["sequential"]["manifest"])
+        for kind in ("naive", "seasonal_naive"):
+            assert candidates(manifest)[kind]["metrics"] == expected[kind]["metrics"]
+        where = {entry["model"]: entry for entry in manifest["execution"]["candidates"]}
+        assert where["gru"]["pid"] is None and where["naive"]["pid"] is not None
+
+
+def test_a_failed_run_closes_its_local_dask_cluster(runs, monkeypatch) -> None:
+    from flows.pipeline import forecast_pipeline
+
+    monkeypatch.setenv(EXIT_HOOK, "gru")
+    data, folder = runs["data"]["path"], runs["data"]["folder"]
+    before = descendants(os.getpid())
+    config = config_for(data, folder / "all-fail", "dask", candidates=("gru",))
+    state = forecast_pipeline(config, return_state=True)
+    assert state.is_failed() and "Every candidate failed" in state.message
+    assert not alive(descendants(os.getpid()) - before)
+    assert not (folder / "all-fail" / "slice" / "latest").exists()
+
+
+@pytest.mark.parametrize("interrupt", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_closes_its_local_dask_cluster(etth1_slice, tmp_path, interrupt):
+    """`forecast run --task-runner dask` stopped while its workers train: every process it
+    started (cluster, workers, Prefect's temporary server) is gone once it exits."""
+    options = ["--data", str(etth1_slice), "--output-dir", str(tmp_path / "out")]
+    options += ["--candidates", "gru", "--max-epochs", "500", "--input-size", "48"]
+    options += ["--task-runner", "dask", "--workers", "2"]
+    env = own_prefect_environment(tmp_path / "prefect")
+    cli = subprocess.Popen([*CLI, "run", *options], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        seen: set[int] = set()
+        deadline = time.monotonic() + 120
+        # the local cluster's nannies run in the CLI's process, each starting a worker process
+        while len(spawned(cli.pid)) < 2 and time.monotonic() < deadline:
+            seen |= descendants(cli.pid)
+            time.sleep(0.5)
+        assert len(spawned(cli.pid)) >= 2, "no Dask workers started"
+        time.sleep(3)  # into the training
+        seen |= descendants(cli.pid)
+        cli.send_signal(interrupt)
+        cli.wait(timeout=60)
+    finally:
+        cli.kill()
+    assert cli.returncode != 0
+    assert not alive(seen)
+
+
+def spawned(pid: int) -> set[int]:
+    """The processes under `pid` that multiprocessing spawned (Dask's worker processes)."""
+    found = set()
+    for child in descendants(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command:
+            found.add(child)
+    return found
