@@ -83,9 +83,13 @@ def alive(pids: set[int]) -> set[int]:
 def runs(prefect_harness, tmp_path_factory) -> dict[str, dict]:
     """The same run under each runner, each publishing to its own folder; for dask, also the
     processes this process had before and after it."""
+    from prefect.settings import get_current_settings
+
     from flows.pipeline import forecast_pipeline
     from tests.conftest import ETTH1
 
+    storage = get_current_settings().results.local_storage_path
+    stored = set(storage.rglob("*")) if storage.exists() else set()
     folder = tmp_path_factory.mktemp("runners")
     data = folder / "slice.csv"
     data.write_text("".join(ETTH1.read_text().splitlines(keepends=True)[:1201]))
@@ -98,6 +102,7 @@ def runs(prefect_harness, tmp_path_factory) -> dict[str, dict]:
         found[runner] = {"summary": summary, "manifest": manifest, "before": before}
         found[runner]["after"] = descendants(os.getpid())
     found["data"] = {"path": data, "folder": folder}
+    found["stored"] = {"before": stored, "after": set(storage.rglob("*"))}
     return found
 
 
@@ -110,9 +115,9 @@ def test_every_runner_gives_the_same_run_champion_and_metrics(runs, runner) -> N
     sequential, other = runs["sequential"], runs[runner]
     for key in ("run_id", "champion", "action", "reason"):
         assert other["summary"][key] == sequential["summary"][key], key
-    assert other["manifest"]["champion"]["decision"] == sequential["manifest"]["champion"][
-        "decision"
-    ]
+    assert (
+        other["manifest"]["champion"]["decision"] == sequential["manifest"]["champion"]["decision"]
+    )
     expected, got = candidates(sequential["manifest"]), candidates(other["manifest"])
     for kind in ("naive", "seasonal_naive"):
         assert got[kind]["metrics"] == expected[kind]["metrics"]
@@ -136,6 +141,46 @@ def test_the_manifest_records_where_each_candidate_trained(runs) -> None:
         for entry in execution["candidates"]:
             assert entry["pid"] != os.getpid() and entry["host"] == os.uname().nodename
             assert entry["threads"] == share
+
+
+def test_no_task_result_is_persisted(runs) -> None:
+    assert runs["stored"]["after"] == runs["stored"]["before"]
+
+
+def test_a_trained_rnn_pickles_to_the_same_forecasts(tiny_model) -> None:
+    """What a worker hands back: the same network, weights and counters, not a Keras object."""
+    import pickle
+
+    import numpy as np
+
+    from forecasting.models import make_forecaster
+
+    model = tiny_model.model_copy(update={"ensemble_size": 2})
+    forecaster = make_forecaster("gru", model, 1, 24, seed=7)
+    inputs = np.random.default_rng(0).normal(size=(5, 24, 1)).astype("float32")
+    weights = forecaster.model.variables[0]
+    weights.assign(weights.numpy() * 1.5)  # not what a fresh build from the seed holds
+    forecaster.epochs_trained = 3
+    copy = pickle.loads(pickle.dumps(forecaster))
+    assert np.array_equal(copy.predict(inputs), forecaster.predict(inputs))
+    assert copy.epochs_trained == 3 and len(copy.trainer.outputs) == 3  # members and mean
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"dask_address": "tcp://127.0.0.1:8786"}, "set task_runner to 'dask'"),
+        ({"task_runner": "dask", "dask_address": "127.0.0.1:8786"}, "tcp://127.0.0.1:8786"),
+        ({"task_runner": "threads"}, "execution.task_runner"),
+        ({"task_runner": "processes", "workers": 0}, "execution.workers"),
+    ],
+)
+def test_bad_execution_settings_are_refused_in_one_line(values, message) -> None:
+    from forecasting.config import build_config
+    from forecasting.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        build_config({"execution": values})
 
 
 def test_a_local_dask_cluster_leaves_no_process_after_the_run(runs) -> None:
