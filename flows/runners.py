@@ -41,6 +41,9 @@ def fan_out(config: PipelineConfig) -> FanOut | None:
 
 def _in_worker(function: Callable[..., T], item: Any, arguments: tuple, workers: int) -> T:
     """Runs `function(item, *arguments)` in a worker, TensorFlow held to its share of cores."""
+    from flows.pipeline import install_log_filter  # the flow's module imports this one
+
+    install_log_filter()  # the worker's logs reach the flow's run like its own
     execution.limit_threads(execution.threads_per_worker(workers))
     if os.environ.get(EXIT_HOOK) == item:
         os._exit(EXIT_HOOK_CODE)
