@@ -155,9 +155,9 @@ def train_candidate(
 
 
 def lost(kind: str, error: BaseException) -> CandidateResult:
-    """The failed result of a candidate whose worker process died before it finished (the
-    orchestrator saw `error` instead of a result)."""
-    reason = f"its worker process died before it finished: {type(error).__name__}: {error}"
+    """The failed result of a candidate whose worker returned no result: its process died, or
+    the result could not be sent back (the orchestrator saw `error` instead)."""
+    reason = f"no result came back from its worker: {type(error).__name__}: {error}"
     return CandidateResult(kind, "failed", reason=reason.strip())
 
 
