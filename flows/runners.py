@@ -22,7 +22,6 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
 from forecasting import execution
 from forecasting.config import ExecutionConfig, PipelineConfig
-from forecasting.errors import ConfigError
 from forecasting.pipeline import FanOut
 
 T = TypeVar("T")
@@ -101,18 +100,10 @@ def _outcome(future: Any) -> Any:
 def _dask_runner(settings: ExecutionConfig, workers: int) -> Iterator[TaskRunner]:
     """A started `DaskTaskRunner` on the configured scheduler, or on a local cluster of
     `workers` single-threaded worker processes on 127.0.0.1, closed when the runner exits.
+    (The configuration refuses 'dask' where prefect-dask is not installed.)"""
+    import dask
+    from prefect_dask import DaskTaskRunner
 
-    Raises:
-        ConfigError: prefect-dask is not installed.
-    """
-    try:
-        import dask
-        from prefect_dask import DaskTaskRunner
-    except ImportError:
-        raise ConfigError(
-            "execution.task_runner 'dask' needs prefect-dask and distributed: install the "
-            "dask extra (pip install 'recurrent-forecast[dask]'), or choose 'processes'."
-        ) from None
     if settings.dask_address is not None:
         with DaskTaskRunner(address=settings.dask_address) as runner:
             yield runner

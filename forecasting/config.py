@@ -7,6 +7,7 @@ what a person sees in the UI's run form.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 import tomllib
 from datetime import date, datetime
@@ -309,6 +310,17 @@ class ExecutionConfig(_Frozen):
         description="Address of a running Dask scheduler, such as tcp://10.0.0.5:8786, for "
         "task_runner 'dask'; empty: start a local cluster for the run and stop it after.",
     )
+
+    @field_validator("task_runner")
+    @classmethod
+    def _runner_installed(cls, runner: str) -> str:
+        # Like an s3:// output_dir: refused up front, before anything trains, when missing.
+        if runner == "dask" and importlib.util.find_spec("prefect_dask") is None:
+            raise ValueError(
+                "'dask' needs prefect-dask and distributed: install the dask extra (pip install "
+                "'recurrent-forecast[dask]'), or choose 'processes'."
+            )
+        return runner
 
     @field_validator("dask_address")
     @classmethod
