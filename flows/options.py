@@ -48,8 +48,11 @@ OPTIONS: dict[str, str] = {
     "--n-folds": "evaluation.n_folds",
     "--as-of": "as_of",
     "--seed": "seed",
+    "--task-runner": "execution.task_runner",
+    "--workers": "execution.workers",
+    "--dask-address": "execution.dask_address",
 }
-_METAVARS = {"--as-of": "TIME"}
+_METAVARS = {"--as-of": "TIME", "--task-runner": "RUNNER", "--dask-address": "tcp://HOST:PORT"}
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

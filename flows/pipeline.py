@@ -13,7 +13,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
-from flows import artifacts, scheduling, tasks
+from flows import artifacts, runners, scheduling, tasks
 from forecasting import pipeline
 from forecasting.clock import scheduled_as_of
 from forecasting.config import PipelineConfig
@@ -39,7 +39,8 @@ class _NoRetracingNotes(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
-def _install_log_filter() -> None:
+def install_log_filter() -> None:
+    """Installs the filters above, once per process (the flow's and each worker's)."""
     for name, kind in [
         ("prefect.task_runs", _OneLineUserErrors),
         ("prefect.flow_runs", _OneLineUserErrors),
@@ -61,11 +62,13 @@ def forecast_pipeline(config: PipelineConfig | None = None) -> dict | State:
     report; a scheduled run forecasts as of its scheduled time and stands down (Completed,
     nothing published) when a newer scheduled run or a newer published as-of supersedes it.
     The steps are `forecasting.pipeline.run`'s, each run as a task."""
-    _install_log_filter()
+    install_log_filter()
     try:
+        config = config or PipelineConfig()
         result = pipeline.run(
-            config or PipelineConfig(),
+            config,
             step=tasks.run_step,
+            fan_out=runners.fan_out(config),
             observer=_Reporter(),
             log=tasks.RunLog(),
         )

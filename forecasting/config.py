@@ -7,6 +7,7 @@ what a person sees in the UI's run form.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 import tomllib
 from datetime import date, datetime
@@ -45,6 +46,7 @@ Metric = Literal["mae", "rmse", "mase", "smape"]
 TargetScaling = Literal["mase", "zscore"]
 Loss = Literal["mse", "mae", "huber"]
 Base = Literal["none", "seasonal_naive"]
+TaskRunner = Literal["sequential", "processes", "dask"]
 _RESERVED_COLUMNS = {"unique_id", "ds", "y", "row"}
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -298,6 +300,54 @@ class EvaluationConfig(_Frozen):
         return self.n_folds or DEFAULT_N_FOLDS
 
 
+class ExecutionConfig(_Frozen):
+    """Where the candidates train: one after another in the run's process, or side by side in
+    worker processes. The choice changes no number: the run id, champion and decision are the
+    same under every runner (so these settings are left out of the run id)."""
+
+    task_runner: TaskRunner = Field(
+        "sequential",
+        description="How the candidates train: 'sequential' (one after another in the run's "
+        "process), 'processes' (a pool of worker processes on this machine) or 'dask' (a Dask "
+        "cluster: a local one started for the run, or the scheduler at dask_address; needs "
+        "the dask extra).",
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Worker processes for 'processes' and a local 'dask' cluster; each limits "
+        "TensorFlow to its share of the cores. Empty: the machine's cores, at most one per "
+        "candidate.",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Address of a running Dask scheduler, such as tcp://10.0.0.5:8786, for "
+        "task_runner 'dask'; empty: start a local cluster for the run and stop it after.",
+    )
+
+    @field_validator("task_runner")
+    @classmethod
+    def _runner_installed(cls, runner: str) -> str:
+        # Like an s3:// output_dir: refused up front, before anything trains, when missing.
+        if runner == "dask" and importlib.util.find_spec("prefect_dask") is None:
+            raise ValueError(
+                "'dask' needs prefect-dask and distributed: install the dask extra (pip install "
+                "'recurrent-forecast[dask]'), or choose 'processes'."
+            )
+        return runner
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, address: str | None) -> str | None:
+        if address is not None and not re.match(r"^(tcp|tls|inproc|ucx)://\S+$", address):
+            raise ValueError(
+                "must be a Dask scheduler address such as 'tcp://127.0.0.1:8786'. "
+                f"Received: dask_address={address!r}"
+            )
+        return address
+
+
 class ReplayConfig(_Frozen):
     """A replay clock, for a data file that has ended (the bundled ETTh1 ends in 2018): a
     scheduled run started at time T forecasts as of `start + (T - anchor)`, so each hour of
@@ -360,6 +410,7 @@ class PipelineConfig(_Frozen):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     replay: ReplayConfig | None = Field(
         None,
         description="Replay clock for scheduled runs on data that has ended; empty: a scheduled "
@@ -431,6 +482,12 @@ class PipelineConfig(_Frozen):
                 f"that model.calendar adds; rename those columns in the file. Received: "
                 f"covariates={list(self.data.covariates)}"
             )
+        execution = self.execution
+        if execution.dask_address is not None and execution.task_runner != "dask":
+            raise ValueError(
+                "execution.dask_address is set but execution.task_runner is "
+                f"{execution.task_runner!r}; set task_runner to 'dask' or leave the address out."
+            )
         fold = self.evaluation.fold_size
         if fold is not None and fold < self.model.horizon:
             raise ValueError(
@@ -484,6 +541,7 @@ def _describe(issue: ErrorDetails) -> str:
         "data": DataConfig,
         "model": ModelConfig,
         "evaluation": EvaluationConfig,
+        "execution": ExecutionConfig,
     }
     section = sections.get(str(issue["loc"][0])) if len(issue["loc"]) > 1 else PipelineConfig
     known = list(section.model_fields) if section else []

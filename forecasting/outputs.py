@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forecasting import execution
 from forecasting.backtest import Backtest, backtest_frame
 from forecasting.config import ModelConfig, PipelineConfig
 from forecasting.errors import TrainingError
@@ -265,6 +266,7 @@ def build_manifest(
             "typical_length": data.folds.typical_length if data.folds is not None else None,
         },
         "short_series": short_series or [],
+        "execution": execution.manifest_entry(config, {r.kind: r.placement for r in results}),
         "published_accuracy": tracking,
         "candidates": [
             {
@@ -310,8 +312,11 @@ def fingerprint(config: PipelineConfig, data: ValidatedData) -> str:
     """Hex sha256 of what determines a run's result: the data's bytes, every setting that
     shapes the models (not where outputs go, where the file lies or how large it may be), the
     seed and the versions of the packages that compute the numbers. The as-of is a setting,
-    so a replay gets its own run id."""
-    settings = config.model_dump(mode="json", exclude={"name", "output_dir", "keep_runs"})
+    so a replay gets its own run id. Where the candidates train (`execution`) is not: every
+    task runner computes the same numbers, so it gives the same run id."""
+    settings = config.model_dump(
+        mode="json", exclude={"name", "output_dir", "keep_runs", "execution"}
+    )
     for key in ("path", "max_file_bytes"):
         settings["data"].pop(key)
     document = {

@@ -2,8 +2,9 @@
 backtest folds, train every candidate, select, forecast, package and publish.
 
 The order of steps is written here once. `run` calls each step through `step`, so an
-orchestrator can run the same steps its own way (the Prefect flow turns each into a task), and
-tells an `Observer` at each milestone (the flow leaves artifacts there)::
+orchestrator can run the same steps its own way (the Prefect flow turns each into a task),
+trains the candidates through `fan_out`, so it can train them side by side in worker processes,
+and tells an `Observer` at each milestone (the flow leaves artifacts there)::
 
     from forecasting.config import PipelineConfig
     from forecasting.pipeline import run
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -56,9 +57,31 @@ class Step(Protocol):
     def __call__(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
 
 
+class FanOut(Protocol):
+    """Runs `function(item, *args)` for every item, one after another or side by side, and
+    yields the outcomes in the order of `items`: each result, or the exception that kept a
+    worker from returning one (its process died). `function` and its arguments pickle, and so
+    do its results; it writes no files."""
+
+    def __call__(
+        self, function: Callable[..., T], items: Sequence[Any], /, *args: Any
+    ) -> Iterator[T | BaseException]: ...
+
+
 def call(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """The plain step: calls the function."""
     return function(*args, **kwargs)
+
+
+def one_by_one(step: Step) -> FanOut:
+    """The plain fan-out: each item through `step`, one after another, in this process."""
+
+    def fan_out(
+        function: Callable[..., T], items: Sequence[Any], /, *args: Any
+    ) -> Iterator[T | BaseException]:
+        return (step(function, item, *args) for item in items)
+
+    return fan_out
 
 
 class Observer:
@@ -99,6 +122,7 @@ def run(
     config: PipelineConfig,
     *,
     step: Step = call,
+    fan_out: FanOut | None = None,
     observer: Observer | None = None,
     log: Log | None = None,
 ) -> RunResult:
@@ -107,6 +131,7 @@ def run(
     Args:
         config: The pipeline's settings.
         step: Runs each step (default: a plain call).
+        fan_out: Trains the candidates (default: each through `step`, one after another).
         observer: Told at each milestone (default: nobody).
         log: Receives progress lines (default: the `forecasting.pipeline` logger).
 
@@ -151,11 +176,18 @@ def run(
     tracking = step(track, config, validated, windows, log)
     found = step(find_incumbent, config, tracking, log)
     observer.training(config.model.candidates)
-    # Sequential on purpose: two threads saved 11% of gru + lstm wall time on 2 cores
-    # (benchmarks/concurrency.py), too little to risk seeds racing in shared global state.
+    # Not threads: two saved 11% of gru + lstm wall time on 2 cores (benchmarks/concurrency.py),
+    # too little to risk seeds racing in shared global state. A fan-out over processes may.
+    kinds = config.model.candidates
+    train_each = (fan_out or one_by_one(step))(
+        train, kinds, folds, settings, validated.season_length, log
+    )
     results = []
-    for kind in config.model.candidates:
-        results.append(step(train, kind, folds, settings, validated.season_length, log))
+    for kind, outcome in zip(kinds, train_each, strict=True):
+        if isinstance(outcome, BaseException):
+            outcome = training.lost(kind, outcome)
+            log.warning(f"{kind} failed: {outcome.reason}")
+        results.append(outcome)
         observer.trained(kind)
     evidence = _evidence(folds, results, validated, config)
     choice = step(select, results, evidence, settings, found)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from forecasting.config import ModelConfig
 from forecasting.errors import TrainingError
 from forecasting.evaluation import held_out_truth, insample_scale, predict_windows, score
+from forecasting.execution import placement
 from forecasting.models import Forecaster, make_forecaster, spec
 from forecasting.windowing import Windows, full_history_windows
 
@@ -36,6 +38,11 @@ class CandidateResult:
         forecaster: The last fold's fitted candidate (None when failed); it forecasts the future.
         predictions: Per fold, forecasts for its test windows in original units,
             (n_windows, horizon).
+        placement: Where it trained (`execution.placement`: host, pid, thread limit); empty
+            when its worker died before it finished.
+
+    Everything it holds pickles (a recurrent forecaster as its weights), so a worker process
+    can train it and hand it back.
     """
 
     kind: str
@@ -50,6 +57,7 @@ class CandidateResult:
     best_epoch: int = 0
     forecaster: Forecaster | None = None
     predictions: list[np.ndarray] = field(default_factory=list)
+    placement: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -101,7 +109,11 @@ def train_candidate(
             reason = f"fold {number}: {type(error).__name__}: {error}".strip()
             say(f"{kind} failed in {reason}")
             return CandidateResult(
-                kind, "failed", reason=reason, seconds=time.perf_counter() - started
+                kind,
+                "failed",
+                reason=reason,
+                seconds=time.perf_counter() - started,
+                placement=placement(),
             )
         scale = insample_scale(windows, season_length)[windows.test.series]
         fold_metrics.append(score(held_out_truth(windows), y_hat, scale))
@@ -132,6 +144,7 @@ def train_candidate(
         best_epoch=forecaster.best_epoch,
         forecaster=forecaster,
         predictions=predictions,
+        placement=placement(),
     )
     say(
         f"{kind}: "
@@ -139,6 +152,13 @@ def train_candidate(
         + f" over {len(folds)} folds ({result.seconds:.1f} s, {result.epochs} epochs)"
     )
     return result
+
+
+def lost(kind: str, error: BaseException) -> CandidateResult:
+    """The failed result of a candidate whose worker returned no result: its process died, or
+    the result could not be sent back (the orchestrator saw `error` instead)."""
+    reason = f"no result came back from its worker: {type(error).__name__}: {error}"
+    return CandidateResult(kind, "failed", reason=reason.strip())
 
 
 def finetune_champion(

@@ -20,7 +20,7 @@ FLAGS = [
     "--data", "--time-column", "--target-column", "--id-column", "--covariates", "--freq",
     "--na-values", "--max-fill", "--horizon", "--input-size", "--name", "--output-dir",
     "--segment-length", "--loss", "--base", "--calendar", "--max-epochs", "--candidates",
-    "--n-folds", "--as-of", "--seed",
+    "--n-folds", "--as-of", "--seed", "--task-runner", "--workers", "--dask-address",
 ]  # fmt: skip
 
 

@@ -175,6 +175,7 @@ class RNNForecaster:
         self.base = base
         self.config = config
         self.seed = seed
+        self.n_features = n_features
         self.model = build_rnn(
             kind,
             input_size=config.input_size,
@@ -327,12 +328,33 @@ class RNNForecaster:
         output = self.model.predict(padded, batch_size=_PREDICT_BATCH, verbose=0)[: len(shifted)]
         return np.asarray(output, dtype=np.float64) * scale + offset
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles as its settings and the values of its model's variables (weights, and the
+        seed generators' states), so a worker process can hand a trained forecaster back."""
+        state = {key: value for key, value in vars(self).items() if key not in _KERAS_ATTRIBUTES}
+        state["variables"] = [variable.numpy() for variable in self.model.variables]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuilds the same network from the settings and seed, then sets its variables."""
+        state = dict(state)
+        values = state.pop("variables")
+        self.__init__(  # type: ignore[misc]
+            state["kind"], state["config"], state["n_features"], state["seed"], state["base"]
+        )
+        vars(self).update(state)
+        for variable, value in zip(self.model.variables, values, strict=True):
+            variable.assign(value)
+
     def to_bytes(self) -> bytes:
         """Serializes the Keras model to the bytes of a `.keras` file."""
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "model.keras"
             self.model.save(path)
             return path.read_bytes()
+
+
+_KERAS_ATTRIBUTES = ("model", "trainer")  # rebuilt on unpickling, see __setstate__
 
 
 def window_scale(shifted: np.ndarray) -> np.ndarray:

@@ -164,6 +164,42 @@ class CandidateSummary(_Section):
     )
 
 
+class CandidatePlacement(_Section):
+    """Where one candidate trained."""
+
+    model: str | None = Field(None, description="Kind, e.g. 'gru'.")
+    host: str | None = Field(
+        None, description="Host name of the machine; null when its worker died."
+    )
+    pid: int | None = Field(None, description="Process id that trained it; null likewise.")
+    threads: int | None = Field(
+        None,
+        description="TensorFlow thread limit in that process; null: TensorFlow's default (one "
+        "thread per core).",
+    )
+
+
+class Execution(_Section):
+    """How the candidates were trained: one after another, or side by side in workers."""
+
+    task_runner: str | None = Field(
+        None, description="'sequential', 'processes' or 'dask' (`execution.task_runner`)."
+    )
+    workers: int | None = Field(None, description="Worker processes (1 for sequential).")
+    threads_per_worker: int | None = Field(
+        None,
+        description="TensorFlow threads each worker was given: its share of the run machine's "
+        "cores; null for sequential (TensorFlow's default). A remote Dask worker computes its "
+        "share of its own machine: see `candidates`.",
+    )
+    dask_address: str | None = Field(
+        None, description="The Dask scheduler used; null for a local cluster or other runners."
+    )
+    candidates: list[CandidatePlacement] | None = Field(
+        None, description="Where each candidate trained, in the order of `candidates`."
+    )
+
+
 class Manifest(_Section):
     """manifest.json of a sealed run. Every field is optional to readers (runs written by
     earlier versions lack some; a `files` listing is checked by the reader), and extra keys
@@ -204,6 +240,7 @@ class Manifest(_Section):
         "the best baseline that fits it and left out of the tournament; `forecast.csv` names "
         "that baseline in its `model` column.",
     )
+    execution: Execution | None = None
     files: dict[str, FileEntry] | None = Field(
         None,
         description="Every other file of the run (not manifest.json itself): name -> sha256 "
