@@ -232,6 +232,18 @@ def _build_linear(
     return LinearForecaster(config, seed)
 
 
+# What a ridge model's coefficients depend on; local_linear shares it.
+RIDGE_RECIPE = (
+    "model.horizon",
+    "model.input_size",
+    "model.normalize_window",
+    "model.target_scaling",
+    "model.finetune_epochs",  # 0 keeps the backtest's coefficients, > 0 refits them
+    "data.covariates",
+    "model.calendar",
+)
+
+
 SPECS = (
     ModelSpec(
         name=LinearForecaster.kind,
@@ -239,15 +251,7 @@ SPECS = (
         trains=True,
         recurrent=False,
         build=_build_linear,
-        recipe_fields=(
-            "model.horizon",
-            "model.input_size",
-            "model.normalize_window",
-            "model.target_scaling",
-            "model.finetune_epochs",  # 0 keeps the backtest's coefficients, > 0 refits them
-            "data.covariates",
-            "model.calendar",
-        ),
+        recipe_fields=RIDGE_RECIPE,
         model_file=KERAS_FILE,
     ),
 )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from forecasting.models.linear import last_value_shift, regression_data
+from forecasting.models.linear import RIDGE_RECIPE, last_value_shift, regression_data
 from forecasting.models.registry import KERAS_FILE, ModelSpec
 
 if TYPE_CHECKING:
@@ -339,15 +339,7 @@ SPECS = (
         recurrent=False,
         per_series=True,
         build=_build_local_linear,
-        recipe_fields=(
-            "model.horizon",
-            "model.input_size",
-            "model.normalize_window",
-            "model.target_scaling",
-            "model.finetune_epochs",  # 0 keeps the backtest's coefficients, > 0 refits them
-            "data.covariates",
-            "model.calendar",
-        ),
+        recipe_fields=RIDGE_RECIPE,
         model_file=KERAS_FILE,
     ),
 )
