@@ -44,6 +44,7 @@ OPTIONS: dict[str, str] = {
     "--base": "model.base",
     "--calendar": "model.calendar",
     "--max-epochs": "model.max_epochs",
+    "--windows-per-series": "model.windows_per_series",
     "--candidates": "model.candidates",
     "--n-folds": "evaluation.n_folds",
     "--as-of": "as_of",

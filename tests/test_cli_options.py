@@ -19,8 +19,9 @@ from forecasting.errors import ConfigError
 FLAGS = [
     "--data", "--time-column", "--target-column", "--id-column", "--covariates", "--freq",
     "--na-values", "--max-fill", "--horizon", "--input-size", "--name", "--output-dir",
-    "--segment-length", "--loss", "--base", "--calendar", "--max-epochs", "--candidates",
-    "--n-folds", "--as-of", "--seed", "--task-runner", "--workers", "--dask-address",
+    "--segment-length", "--loss", "--base", "--calendar", "--max-epochs",
+    "--windows-per-series", "--candidates", "--n-folds", "--as-of", "--seed", "--task-runner",
+    "--workers", "--dask-address",
 ]  # fmt: skip
 
 
