@@ -24,7 +24,7 @@ from tests.helpers.prefect_server import (
     prefect_server,
     stop,
 )
-from tests.test_serving import client_for, final, wait_for
+from tests.test_serving import client_for, final
 
 SERIES = ["HUFL", "HULL", "MUFL", "MULL"]
 POOL = "fleet-test"
