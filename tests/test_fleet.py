@@ -250,9 +250,52 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path) -> None:
                 (run,) = final(client, [parent])
                 assert run.state_type.value == "COMPLETED"
                 assert {child.id for child in group_runs(client)} == {c.id for c in children}
+                table = fleet_table(client, parent)
+                assert [(row["group"], row["state"], row["series"]) for row in table] == [
+                    ("0", "COMPLETED", frame[frame.group == "0"].unique_id.nunique()),
+                    ("1", "COMPLETED", frame[frame.group == "1"].unique_id.nunique()),
+                ]
+                assert {row["champion"] for row in table} <= set(MODEL["candidates"])
+                assert all(Path(row["path"]).parent.parent.name in ("0", "1") for row in table)
+
+            # `forecast fleet` by site, where the middle site's series are too short: that
+            # group fails, the high site publishes, and the command says which group failed
+            mixed = tmp_path / "mixed.csv"
+            rows = pd.read_csv(config.data.path, dtype=str)
+            rows[(rows.site == "high") | (rows.date < "2016-07-02")].to_csv(mixed, index=False)
+            options = ["--data", str(mixed), "--id-column", "unique_id", "--target-column", "load"]
+            options += ["--horizon", "6", "--input-size", "24", "--as-of", "2016-07-28 00:00"]
+            options += [
+                "--candidates",
+                "naive,seasonal_naive",
+                "--output-dir",
+                str(tmp_path / "out"),
+            ]
+            done = subprocess.run(
+                [*CLI, "fleet", "--name", "mixed", "--group-column", "site", *options],
+                env=env,
+                cwd=PROJECT,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            assert done.returncode == 1, done.stderr[-3000:]
+            assert "Error: 1 of 2 groups did not complete: ['middle']" in done.stderr
+            groups = tmp_path / "out" / "mixed" / "groups"
+            assert read_latest(groups, "high").forecast["unique_id"].nunique() == 2
+            with pytest.raises(PublishError):
+                read_latest(groups, "middle")
         finally:
             for worker in workers:
                 stop(worker)
+
+
+def fleet_table(client, parent) -> list[dict]:
+    import json
+
+    from tests.test_serving import artifacts_of
+
+    return json.loads(artifacts_of(client, parent)["loads-fleet"].data)
 
 
 def group_runs(client):
