@@ -24,6 +24,7 @@ from tests.helpers.prefect_server import (
     prefect_server,
     stop,
 )
+from tests.test_postgres_server import postgres  # noqa: F401 - the fixture
 from tests.test_serving import client_for, final
 
 SERIES = ["HUFL", "HULL", "MUFL", "MULL"]
@@ -179,16 +180,22 @@ def deploy_file(folder: Path, config) -> Path:
     return path
 
 
+def client_environment(home: Path, api_url: str) -> dict[str, str]:
+    """A client of the server at `api_url` with a Prefect home of its own."""
+    return {**own_prefect_environment(home), "PREFECT_API_URL": api_url}
+
+
 def prefect(arguments: list[str], env: dict[str, str]) -> None:
     subprocess.run([PREFECT, *arguments], env=env, cwd=PROJECT, check=True, capture_output=True)
 
 
 @pytest.mark.slow
-def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path) -> None:
+def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> None:  # noqa: F811
     config = fleet_config(tmp_path, as_of="2016-07-28T00:00:00")
     home = tmp_path / "prefect"
     home.mkdir()
-    with prefect_server(home) as (api_url, env):
+    with prefect_server(home, timeout=180, database_url=postgres) as (api_url, _):
+        env = client_environment(tmp_path / "client", api_url)
         for pool in (POOL, PARENT_POOL):
             prefect(["work-pool", "create", pool, "--type", "process"], env)
         prefect(
@@ -203,10 +210,7 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path) -> None:
         )
         workers = []
         for index in range(2):
-            worker_env = {
-                **own_prefect_environment(tmp_path / f"worker-{index}"),
-                "PREFECT_API_URL": api_url,
-            }
+            worker_env = client_environment(tmp_path / f"worker-{index}", api_url)
             log = open(tmp_path / f"worker-{index}.log", "w")  # noqa: SIM115 - the worker owns it
             workers.append(
                 subprocess.Popen(
@@ -288,6 +292,7 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path) -> None:
         finally:
             for worker in workers:
                 stop(worker)
+    assert not list(tmp_path.rglob("*.db"))  # every process used the PostgreSQL-backed server
 
 
 def fleet_table(client, parent) -> list[dict]:
