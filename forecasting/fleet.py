@@ -50,8 +50,9 @@ def groups_dir(output_dir: Location, name: str) -> Location:
 
 
 def hash_group(unique_id: str, groups: int) -> int:
-    """The group index of a series: sha256 of its id modulo `groups`, the same on every machine
-    and Python process (unlike `hash()`)."""
+    """The group index of a series: the first 8 bytes of the sha256 of its UTF-8 id, read as a
+    big-endian integer, modulo `groups`; the same on every machine and in every process
+    (unlike `hash()`)."""
     return int.from_bytes(hashlib.sha256(unique_id.encode()).digest()[:8], "big") % groups
 
 
