@@ -7,18 +7,19 @@ flow runs in from flows/environment.py; what the commands print from flows/print
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from flows import environment, options, printing
 from forecasting.config import PipelineConfig, build_config
-from forecasting.errors import ForecastingError
+from forecasting.errors import ConfigError, ForecastingError
 
 if TYPE_CHECKING:
     from flows.temporary_server import TemporaryServer
@@ -90,6 +91,48 @@ def backfill(
         printing.backfilled(moment, _run_flow(config.model_copy(update=as_of), server))
     printing.trend(config.output_dir, config.name)
     printing.latest(config)
+
+
+@app.command()
+@options.with_config_options()
+def fleet(
+    group_column: Annotated[
+        str | None,
+        typer.Option(help="Column whose values name the groups (one pipeline per value)."),
+    ] = None,
+    groups: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Number of groups, each series placed by a hash of its id."),
+    ] = None,
+    deployment: Annotated[
+        str, typer.Option(help="forecast-pipeline deployment that runs each group.")
+    ] = "forecast-pipeline/fleet-group",
+    config_file: ConfigFile = None,
+    **given: object,
+) -> None:
+    """Split a many-series file into groups and run each group's pipeline on the work pool's
+    workers (deployment DEPLOYMENT); each group publishes to <output-dir>/<name>/groups/<group>/.
+    Needs a Prefect server with workers (PREFECT_API_URL); see deploy/README.md."""
+    from forecasting.fleet import check_grouping
+
+    with _user_mistakes():
+        config = options.build(config_file, given)
+        _check_data(config)
+        check_grouping(config, group_column, groups)
+        if "PREFECT_API_URL" not in os.environ:
+            raise ConfigError(
+                "forecast fleet needs a Prefect server with workers: set PREFECT_API_URL "
+                "(deploy/README.md shows how to start both)."
+            )
+    environment.prepare()
+    from flows.fleet import forecast_fleet
+
+    state = forecast_fleet(config, group_column, groups, deployment, return_state=True)
+    if not state.is_completed():
+        typer.echo(f"Error: {state.message}", err=True)
+        raise typer.Exit(FLOW_FAILED_EXIT)
+    for row in cast(dict, state.result())["groups"]:
+        typer.echo(f"{row['group']}: {row['state']} {row['champion']} {row['path']}")
 
 
 @app.command()

@@ -16,6 +16,7 @@ from forecasting.errors import ConfigError
 # the entrypoint flows/pipeline.py it names) from a checkout anyway. Relative paths in its
 # parameters resolve against the working directory of each run.
 DEPLOY_FILE = Path("deploy") / "prefect.yaml"
+FLEET_ENTRYPOINT = "flows/fleet.py:forecast_fleet"  # every other entry is forecast_pipeline
 # A run whose process dies stops sending heartbeats; the crash automation (flows/automations.py)
 # marks it Crashed after `HEARTBEAT_SECONDS` plus a margin, which frees its concurrency slot.
 HEARTBEAT_SECONDS = 30
@@ -49,12 +50,15 @@ def read_deployments(path: Path = DEPLOY_FILE) -> list[dict]:
 
 
 def to_deployments(entries: list[dict], only: list[str] | None = None) -> list[Any]:
-    """Turns prefect.yaml entries into runner deployments of `forecast_pipeline`, with their
-    schedules (time zones included), parameters, tags, descriptions and concurrency limits."""
+    """Turns prefect.yaml entries into runner deployments of `forecast_pipeline` (of
+    `forecast_fleet` for its entrypoint), with their schedules (time zones included),
+    parameters, tags, descriptions and concurrency limits."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
 
+    from flows.fleet import forecast_fleet
     from flows.pipeline import forecast_pipeline
 
+    flows = {FLEET_ENTRYPOINT: forecast_fleet}
     known = [entry["name"] for entry in entries]
     unknown = sorted(set(only or []) - set(known))
     if unknown:
@@ -69,7 +73,7 @@ def to_deployments(entries: list[dict], only: list[str] | None = None) -> list[A
         )
         limit = entry.get("concurrency_limit")
         deployments.append(
-            forecast_pipeline.to_deployment(
+            flows.get(entry.get("entrypoint", ""), forecast_pipeline).to_deployment(
                 name=entry["name"],
                 description=entry.get("description"),
                 tags=entry.get("tags"),

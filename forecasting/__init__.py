@@ -13,6 +13,7 @@ from forecasting.errors import (
     PublishError,
     TrainingError,
 )
+from forecasting.fleet import read_fleet
 from forecasting.store.model_files import load_latest_model, load_published_model
 from forecasting.store.reader import PublishedRun, read_latest, read_run
 
@@ -31,6 +32,7 @@ __all__ = [
     "TrainingError",
     "load_latest_model",
     "load_published_model",
+    "read_fleet",
     "read_latest",
     "read_run",
 ]

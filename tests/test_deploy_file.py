@@ -18,7 +18,12 @@ DEPLOY_FILE = PROJECT / serving.DEPLOY_FILE  # `forecast serve` reads it relativ
 
 def test_the_shipped_deployments_are_scheduled_limited_and_valid() -> None:
     deployments = {d.name: d for d in to_deployments(read_deployments(DEPLOY_FILE))}
-    assert set(deployments) == {"etth1-hourly", "etth1-daily"}
+    assert set(deployments) == {"etth1-hourly", "etth1-daily", "fleet-group", "fleet"}
+    group, fleet = deployments.pop("fleet-group"), deployments.pop("fleet")
+    assert (group.flow_name, fleet.flow_name) == ("forecast-pipeline", "forecast-fleet")
+    assert not group.schedules and group.concurrency_limit is None  # every worker takes a group
+    assert fleet.parameters["deployment"] == f"forecast-pipeline/{group.name}"
+    assert build_config(fleet.parameters["config"]).data.id_column  # --groups N hashes ids
     hourly, daily = deployments["etth1-hourly"], deployments["etth1-daily"]
     assert hourly.schedules[0].schedule.cron == "0 * * * *"
     assert daily.schedules[0].schedule.cron == "0 6 * * *"
