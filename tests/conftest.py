@@ -55,18 +55,22 @@ def panel_csv(tmp_path: Path, panel: pd.DataFrame) -> Path:
     return path
 
 
+# Small enough to train in a second or two; real Keras all the same.
+TINY_MODEL = ModelConfig(
+    horizon=6,
+    input_size=24,
+    segment_length=6,
+    units=4,
+    max_epochs=2,
+    patience=1,
+    batch_size=64,
+    finetune_epochs=1,
+)
+
+
 @pytest.fixture
 def tiny_model() -> ModelConfig:
-    return ModelConfig(
-        horizon=6,
-        input_size=24,
-        segment_length=6,
-        units=4,
-        max_epochs=2,
-        patience=1,
-        batch_size=64,
-        finetune_epochs=1,
-    )
+    return TINY_MODEL
 
 
 @pytest.fixture

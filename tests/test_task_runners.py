@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from flows.runners import EXIT_HOOK
-from forecasting.config import DataConfig, ExecutionConfig, ModelConfig, PipelineConfig
+from forecasting.config import DataConfig, ExecutionConfig, PipelineConfig
 from forecasting.execution import cores
 from forecasting.store.reader import read_latest
+from tests.conftest import TINY_MODEL
 from tests.helpers.prefect_server import own_prefect_environment
 
 pytestmark = pytest.mark.slow
@@ -32,16 +33,7 @@ def config_for(data: Path, output_dir: Path, runner: str, candidates=CANDIDATES)
         name="slice",
         output_dir=output_dir,
         data=DataConfig(path=data),
-        model=ModelConfig(
-            horizon=6,
-            input_size=24,
-            segment_length=6,
-            units=4,
-            max_epochs=2,
-            patience=1,
-            finetune_epochs=1,
-            candidates=candidates,
-        ),
+        model=TINY_MODEL.model_copy(update={"candidates": candidates}),
         execution=ExecutionConfig(task_runner=runner, workers=2),
     )
 
