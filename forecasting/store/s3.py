@@ -127,7 +127,7 @@ class S3Backend:
         self._put_if_absent(run_key(run_id, MANIFEST), manifest)
         # Files kept from an earlier writer look old to a concurrent cleanup, which may have
         # judged this run abandoned just before the manifest landed: check that none is gone.
-        present = self._runs().get(run_id, {})
+        present = self._run_files(run_id)
         if missing := sorted(set(files) - set(present)):
             raise PublishError(
                 f"Files {missing} of run {run_id} at {self.location(run_key(run_id))!r} were "
@@ -219,7 +219,7 @@ class S3Backend:
         abandoned or settled."""
         path = self._path(key)
         if key.startswith(f"{RUNS}/") and key.count("/") == 1:
-            files = self._runs().get(key.split("/")[1], {})
+            files = self._run_files(key.split("/")[1])
             newest = files[MANIFEST] if MANIFEST in files else max(files.values(), default=0.0)
             if self._server_now() - newest <= self.leftover_age:
                 return
@@ -285,6 +285,11 @@ class S3Backend:
             if len(parts) == 3 and is_run_id(parts[1]):
                 runs.setdefault(parts[1], {})[parts[2]] = moment
         return runs
+
+    def _run_files(self, run_id: str) -> dict[str, float]:
+        """One run's file name -> Last-Modified, from a listing of its folder alone."""
+        found = self._modified_under(run_key(run_id))
+        return {key.rsplit("/", 1)[-1]: moment for key, moment in found.items()}
 
     def _modified_under(self, folder: str) -> dict[str, float]:
         prefix = f"{self.root}/"
