@@ -28,7 +28,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from forecasting.errors import PublishError
@@ -256,15 +256,13 @@ class S3Backend:
 
     def _read_pointer(self) -> tuple[dict[str, Any] | None, str | None]:
         """latest.json and its ETag, from one GET; (None, None) when it does not exist."""
-        from botocore.exceptions import BotoCoreError
         from fsspec.asyn import sync
 
         try:
-            data, etag = sync(self.fs.loop, self._get, self._path(POINTER))
+            with _as_os_errors():
+                data, etag = sync(self.fs.loop, self._get, self._path(POINTER))
         except FileNotFoundError:
             return None, None
-        except BotoCoreError as error:  # as `_OSErrors` does for the file system's calls
-            raise OSError(str(error)) from error
         try:
             return load_document(data), etag
         except ManifestError:  # damaged: treated as no pointer, replaced by the next publish
@@ -345,16 +343,23 @@ class _OSErrors:
         self._fs = fs
 
     def __getattr__(self, name: str) -> Any:
-        from botocore.exceptions import BotoCoreError
-
         attribute = getattr(self._fs, name)
         if not callable(attribute):
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            try:
+            with _as_os_errors():
                 return attribute(*args, **kwargs)
-            except BotoCoreError as error:
-                raise OSError(str(error)) from error
 
         return call
+
+
+@contextlib.contextmanager
+def _as_os_errors() -> Iterator[None]:
+    """Raises botocore's errors (no connection, no credentials) as `OSError`."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        yield
+    except BotoCoreError as error:
+        raise OSError(str(error)) from error
