@@ -48,7 +48,8 @@ Loss = Literal["mse", "mae", "huber"]
 Base = Literal["none", "seasonal_naive"]
 TaskRunner = Literal["sequential", "processes", "dask"]
 _RESERVED_COLUMNS = {"unique_id", "ds", "y", "row"}
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# A pipeline name, and so a fleet group's: it cannot escape the output folder.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class _Frozen(BaseModel):
@@ -433,7 +434,7 @@ class PipelineConfig(_Frozen):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, name: str) -> str:
-        if not _NAME_PATTERN.match(name):
+        if not NAME_PATTERN.match(name):
             raise ValueError(
                 "must be 1-64 letters, digits, '_', '.' or '-' and start with a letter or digit, "
                 f"so it cannot escape the output folder. Received: name={name!r}"

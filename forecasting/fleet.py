@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from forecasting.config import PipelineConfig
+from forecasting.config import NAME_PATTERN, PipelineConfig
 from forecasting.data import _PARQUET_SUFFIXES, load_series
 from forecasting.errors import ConfigError, DataValidationError, PublishError
 from forecasting.store.layout import Location, child, pipeline_dir, url_scheme
@@ -25,7 +24,6 @@ from forecasting.store.reader import read_latest
 
 GROUPS = "groups"
 INPUTS = "inputs"
-_GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a pipeline name
 
 
 @dataclass(frozen=True)
@@ -133,7 +131,7 @@ def read_fleet(output_dir: Location, name: str) -> pd.DataFrame:
     if url_scheme(root) is not None:
         raise PublishError(f"read_fleet reads local folders only. Received: {str(root)!r}")
     names = sorted(entry.name for entry in Path(root).glob("*") if entry.is_dir())
-    names = [group for group in names if _GROUP_NAME.match(group)]
+    names = [group for group in names if NAME_PATTERN.match(group)]
     if not names:
         raise PublishError(
             f"No published group of fleet {name!r} in {str(output_dir)!r}. Run `forecast fleet` "
@@ -148,7 +146,7 @@ def _labels(ids: pd.Series, groups: int | None, path: Path, column: str) -> pd.S
     if groups is not None:
         width = len(str(groups - 1))
         return ids.map(lambda value: f"{hash_group(value, groups):0{width}d}")
-    bad = sorted({value for value in ids.unique() if not _GROUP_NAME.match(value)})
+    bad = sorted({value for value in ids.unique() if not NAME_PATTERN.match(value)})
     if bad:
         raise DataValidationError(
             f"Data file {str(path)!r}, column {column!r}: {bad[:5]!r} cannot name a group (1-64 "
