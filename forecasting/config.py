@@ -215,8 +215,9 @@ class ModelConfig(_Frozen):
         ge=1,
         le=10_000_000,
         description="At most this many training windows of each series in one RNN epoch, "
-        "drawn afresh each epoch (seeded), so an epoch costs no more per series however long "
-        "the history; empty: every window, every epoch.",
+        "drawn afresh each epoch (seeded), and at most this many validation windows of each "
+        "series for early stopping (drawn once), so an epoch costs no more per series however "
+        "long the history; empty: every window, every epoch.",
     )
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate.")
     finetune_epochs: int = Field(

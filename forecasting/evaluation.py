@@ -84,8 +84,13 @@ def predict_descaled(
 
 
 def predict_windows(forecaster: Forecaster, windows: Windows, split: WindowSet) -> np.ndarray:
-    """A candidate's forecasts for `split`, in original units; see `predict_descaled`."""
-    return predict_descaled(forecaster, windows, split.inputs, split.series)
+    """A candidate's forecasts for `split`, in original units, shape (n_windows, horizon);
+    the windows are cut a chunk at a time (see `predict_descaled`)."""
+    parts = [
+        predict_descaled(forecaster, windows, chunk.inputs, chunk.series)
+        for chunk in split.chunks()
+    ]
+    return np.concatenate(parts) if parts else np.empty((0, split.horizon))
 
 
 def score(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -235,24 +236,107 @@ class Scaling:
         return values * self.std[series, :1] + self.mean[series, :1]
 
 
+# How much one chunk of windows may take when they are cut for a pass over a large split.
+CHUNK_BYTES = 64 * 2**20
+
+
 @dataclass(frozen=True)
 class WindowSet:
-    """Windows of one split, all series stacked.
+    """Windows of one split, all series stacked, cut on demand from the scaled series.
+
+    A split of many long series holds millions of overlapping windows; storing each once would
+    take input_size times the data's memory. Only the positions are stored: `take` cuts the
+    windows it is asked for, and `chunks` walks a split in pieces of bounded size.
 
     Attributes:
-        inputs: Scaled inputs, shape (n_windows, input_size, n_features); feature 0 is the target.
-        targets: Scaled targets, shape (n_windows, horizon).
+        values: The scaled values the windows are cut from (float32 from `window_set`),
+            shape (length, n_features), feature 0 the target; usually every series end to end.
+        start: Each window's first input row in `values`, shape (n_windows,).
         series: Index into `Windows.series_ids` of each window, shape (n_windows,).
         target_start: Position within its series of each window's first target step.
+        input_size: Input steps per window.
+        horizon: Target steps per window (feature 0 only).
     """
 
-    inputs: np.ndarray
-    targets: np.ndarray
+    values: np.ndarray
+    start: np.ndarray
     series: np.ndarray
     target_start: np.ndarray
+    input_size: int
+    horizon: int
+
+    @classmethod
+    def of(
+        cls,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        series: np.ndarray | None = None,
+        target_start: np.ndarray | None = None,
+    ) -> WindowSet:
+        """Windows given whole: inputs (n, input_size, n_features) and targets (n, horizon)
+        (the other features of the target steps are 0), kept in their own float precision (at
+        least float32); one series and consecutive target starts when left out."""
+        n, input_size, n_features = inputs.shape
+        horizon = targets.shape[1]
+        dtype = np.result_type(inputs.dtype, targets.dtype, np.float32)
+        blocks = np.zeros((n, input_size + horizon, n_features), dtype)
+        blocks[:, :input_size], blocks[:, input_size:, 0] = inputs, targets
+        return cls(
+            blocks.reshape(-1, n_features),
+            np.arange(n) * (input_size + horizon),
+            np.zeros(n, int) if series is None else np.asarray(series),
+            np.arange(n) if target_start is None else np.asarray(target_start),
+            input_size,
+            horizon,
+        )
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.start)
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        """(input_size, n_features) of every input window."""
+        return self.input_size, self.values.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        """What the windows take when cut whole."""
+        return len(self) * (self.input_size + self.horizon) * self.values.shape[1] * 4
+
+    def take(self, rows: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """Cuts the windows `rows`: (inputs (n, input_size, n_features), targets (n, horizon)),
+        new arrays of `values`' dtype that the caller may change."""
+        views = sliding_window_view(self.values, self.input_size + self.horizon, axis=0)
+        cut = views[self.start[rows]]  # (n, n_features, span): one copy, row by row
+        inputs = np.ascontiguousarray(cut[:, :, : self.input_size].transpose(0, 2, 1))
+        return inputs, cut[:, 0, self.input_size :]
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """Every input window, (n_windows, input_size, n_features): for small splits only."""
+        return self.take()[0]
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Every window's targets, (n_windows, horizon)."""
+        steps = self.start[:, None] + self.input_size + np.arange(self.horizon)
+        return self.values[steps, 0]
+
+    def subset(self, rows: np.ndarray | slice) -> WindowSet:
+        """The windows `rows`, still uncut."""
+        return replace(
+            self,
+            start=self.start[rows],
+            series=self.series[rows],
+            target_start=self.target_start[rows],
+        )
+
+    def chunks(self, max_bytes: int = CHUNK_BYTES) -> Iterator[WindowSet]:
+        """Consecutive pieces of the split whose cut windows take at most `max_bytes` (at
+        least one window each)."""
+        size = max(1, max_bytes * len(self) // max(self.nbytes, 1))
+        for first in range(0, len(self), size):
+            yield self.subset(slice(first, first + size))
 
 
 @dataclass(frozen=True)
@@ -366,10 +450,10 @@ def make_folds(
         )
         seen = [v[:end] for v, end in zip(values, block_end, strict=True)]
         scaling = fit_scaling(seen, train_end, season, model.target_scaling, 2 * len(calendar))
-        scaled = scaling.scale(seen)
+        stacked, offsets = stack_series(scaling.scale(seen))
         first = np.full(len(seen), model.input_size)
         train, validation, test = (
-            window_set(scaled, starts, ends, model.input_size, model.horizon)
+            window_set(stacked, starts, ends, model.input_size, model.horizon, offsets)
             for starts, ends in [
                 (first, train_end),
                 (train_end, block_start),
@@ -412,24 +496,42 @@ def _step_of(frame: pd.DataFrame) -> pd.Timedelta:
 
 
 def window_set(
-    scaled: list[np.ndarray], starts: np.ndarray, ends: np.ndarray, input_size: int, horizon: int
+    scaled: list[np.ndarray] | np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    input_size: int,
+    horizon: int,
+    offsets: np.ndarray | None = None,
 ) -> WindowSet:
-    """Stacks, over series, the windows whose targets lie in [start, end) of each series."""
-    inputs, targets, series, target_start = [], [], [], []
-    for index, (values, start, end) in enumerate(zip(scaled, starts, ends, strict=True)):
-        positions = np.arange(max(start, input_size), end - horizon + 1)
-        views = sliding_window_view(values, input_size + horizon, axis=0)  # (n, features, span)
-        chosen = views[positions - input_size]
-        inputs.append(chosen[:, :, :input_size].transpose(0, 2, 1))
-        targets.append(chosen[:, 0, input_size:])
-        series.append(np.full(len(positions), index))
-        target_start.append(positions)
+    """The windows whose targets lie in [start, end) of each series, series after series.
+
+    Args:
+        scaled: Per series, scaled values (length, n_features); or all of them end to end as
+            one float32 array, with `offsets` where each series starts in it.
+    """
+    if isinstance(scaled, list):
+        scaled, offsets = stack_series(scaled)
+    assert offsets is not None, "stacked values need their offsets"
+    positions = [
+        np.arange(max(s, input_size), e - horizon + 1) for s, e in zip(starts, ends, strict=True)
+    ]
+    counts = [len(p) for p in positions]
+    series = np.repeat(np.arange(len(positions), dtype=np.int32), counts)
+    target_start = np.concatenate([np.zeros(0, np.int32), *positions]).astype(np.int32)
     return WindowSet(
-        inputs=np.concatenate(inputs).astype(np.float32),
-        targets=np.concatenate(targets).astype(np.float32),
-        series=np.concatenate(series),
-        target_start=np.concatenate(target_start),
+        values=scaled,
+        start=offsets[series] + target_start - input_size,
+        series=series,
+        target_start=target_start,
+        input_size=input_size,
+        horizon=horizon,
     )
+
+
+def stack_series(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(every series end to end as float32, where each one starts)."""
+    lengths = np.array([len(v) for v in values], dtype=np.int64)
+    return np.concatenate(values).astype(np.float32), np.cumsum(lengths) - lengths
 
 
 def full_history_windows(windows: Windows, input_size: int, horizon: int) -> WindowSet:

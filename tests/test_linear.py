@@ -23,7 +23,7 @@ def config(normalize: bool) -> ModelConfig:
 
 
 def window_set(inputs: np.ndarray, targets: np.ndarray) -> WindowSet:
-    return WindowSet(inputs, targets, np.zeros(len(inputs), dtype=int), np.arange(len(inputs)))
+    return WindowSet.of(inputs, targets, np.zeros(len(inputs), dtype=int), np.arange(len(inputs)))
 
 
 def linear_windows(
@@ -156,7 +156,8 @@ def test_nan_windows_are_refused_with_a_clear_error(split: str) -> None:
     inputs[3, 2, 1] = np.nan
     windows[split] = window_set(inputs, windows[split].targets)
 
-    with pytest.raises(ValueError, match=rf"{split} inputs hold 1 NaN.*windows \[3\]"):
+    pattern = rf"{split} inputs hold 1 NaN.*target positions \[3\] of series \[0\]"
+    with pytest.raises(ValueError, match=pattern):
         LinearForecaster(config(True), seed=0).fit(windows["train"], windows["validation"])
 
 
@@ -167,7 +168,7 @@ def test_fitting_and_forecasting_import_neither_keras_nor_scikit_learn() -> None
         "from forecasting.models.linear import LinearForecaster\n"
         "from forecasting.windowing import WindowSet\n"
         "x = np.random.default_rng(0).normal(size=(50, 6, 2)); y = x[:, -3:, 0]\n"
-        "w = WindowSet(x, y, np.zeros(50, int), np.arange(50))\n"
+        "w = WindowSet.of(x, y, np.zeros(50, int), np.arange(50))\n"
         "f = LinearForecaster(ModelConfig(horizon=3, input_size=6), 0).fit(w, w)\n"
         "f.predict(x); f.finetune(w, 1)\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))"

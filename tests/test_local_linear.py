@@ -29,7 +29,7 @@ def local_windows(n: int, seed: int, noise: float = 0.5) -> WindowSet:
     inputs = rng.normal(size=(n, INPUT_SIZE, N_FEATURES))
     signal = np.einsum("ni,nih->nh", inputs.reshape(n, -1), weights[series]) + series[:, None]
     targets = signal + rng.normal(0, noise, (n, HORIZON))
-    return WindowSet(inputs, targets, series, np.arange(n))
+    return WindowSet.of(inputs, targets, series, np.arange(n))
 
 
 def reference(train: WindowSet, alpha: float, normalize: bool, series: int):
@@ -67,7 +67,7 @@ def test_each_series_penalty_is_its_lowest_validation_error_of_the_grid() -> Non
     unrelated = validation.series == 2
     targets = validation.targets.copy()
     targets[unrelated] = np.random.default_rng(5).normal(0, 0.1, (int(unrelated.sum()), HORIZON))
-    validation = WindowSet(validation.inputs, targets, validation.series, np.arange(80))
+    validation = WindowSet.of(validation.inputs, targets, validation.series, np.arange(80))
     forecaster = LocalLinearForecaster(config(False), seed=0).fit(train, validation)
     assert forecaster.alpha.tolist() == [ALPHAS[0], ALPHAS[0], ALPHAS[-1], ALPHAS[0]]
     expected = np.zeros((len(ALPHAS), N_SERIES))

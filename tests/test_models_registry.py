@@ -99,7 +99,7 @@ def tiny_windows(n_features: int, config: ModelConfig, seed: int) -> WindowSet:
     n = 64
     inputs = rng.normal(size=(n, config.input_size, n_features)).astype("float32")
     targets = rng.normal(size=(n, config.horizon)).astype("float32")
-    return WindowSet(inputs, targets, np.zeros(n, dtype=int), np.arange(n))
+    return WindowSet.of(inputs, targets, np.zeros(n, dtype=int), np.arange(n))
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def windows() -> WindowSet:
     rng = np.random.default_rng(0)
-    return WindowSet(
+    return WindowSet.of(
         rng.normal(size=(128, 24, 2)).astype("float32"),
         rng.normal(size=(128, 6)).astype("float32"),
         np.zeros(128, int),

@@ -116,7 +116,7 @@ def test_published_model_reloads_and_predicts_identically(tmp_path: Path, tiny_m
     from forecasting.windowing import WindowSet
 
     rng = np.random.default_rng(0)
-    windows = WindowSet(
+    windows = WindowSet.of(
         rng.normal(size=(128, 24, 2)).astype("float32"),
         rng.normal(size=(128, 6)).astype("float32"),
         np.zeros(128, int),

@@ -30,7 +30,7 @@ def windows(folds):
 def test_a_nan_loss_marks_the_candidate_failed_with_its_reason(windows, tiny_model) -> None:
     targets = windows.train.targets.copy()
     targets[0, 0] = np.nan
-    poisoned = WindowSet(
+    poisoned = WindowSet.of(
         windows.train.inputs, targets, windows.train.series, windows.train.target_start
     )
     broken = type(windows)(**{**windows.__dict__, "train": poisoned})

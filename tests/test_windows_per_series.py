@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from forecasting.config import ModelConfig
-from forecasting.models.rnn import RNNForecaster, _window_sampler, draw_per_series
+from forecasting.models.rnn import RNNForecaster, _window_batches, draw_per_series
 from forecasting.windowing import WindowSet
 
 
@@ -22,32 +22,44 @@ def test_at_most_cap_windows_of_each_series_distinct_and_shorter_series_whole() 
     np.testing.assert_array_equal(drawn, again)
 
 
+def cut_rows(windows: WindowSet, rows: np.ndarray):
+    """A `cut` for `_window_batches` that hands back which windows it was asked for."""
+    return windows.take(rows)[1][:, 0], rows
+
+
 def test_each_epoch_draws_again_from_one_seeded_generator() -> None:
     series = np.repeat([0, 1], [40, 40])
-    inputs = np.arange(80, dtype="float32")[:, None, None]
-    targets = np.arange(80, dtype="float32")[:, None]
-    weight = np.ones(80, "float32")
+    windows = WindowSet.of(
+        np.zeros((80, 3, 1), "float32"), np.arange(80, dtype="float32")[:, None], series
+    )
 
-    def epochs(seed: int) -> list[list[int]]:
-        sampler = _window_sampler()(inputs, targets, weight, series, 5, 4, seed)
+    def epochs(seed: int, cap: int | None = 5, shuffle: bool = True) -> list[list[int]]:
+        batches = _window_batches()(cut_rows, windows, cap, 4, seed, shuffle)
         seen = []
         for _ in range(3):
-            assert len(sampler) == 3  # 10 windows in batches of 4
-            rows = np.concatenate([sampler[i][0][:, 0, 0] for i in range(len(sampler))])
-            assert np.bincount(series[rows.astype(int)]).tolist() == [5, 5]
-            seen.append(sorted(rows.astype(int).tolist()))
-            sampler.on_epoch_end()
+            rows = np.concatenate([batches[i][0] for i in range(len(batches))]).astype(int)
+            assert len(batches) == -(-len(rows) // 4)
+            np.testing.assert_array_equal(rows, np.concatenate([b[1] for b in batches]))
+            seen.append(rows.tolist())
+            batches.on_epoch_end()
         return seen
 
     first = epochs(7)
+    assert all(np.bincount(series[rows]).tolist() == [5, 5] for rows in first)
     assert first == epochs(7)
-    assert first[0] != first[1]  # a fresh draw, not the same windows every epoch
+    assert sorted(first[0]) != sorted(first[1])  # a fresh draw, not the same windows every epoch
+    validation = epochs(7, shuffle=False)
+    assert validation[0] == validation[1] == sorted(validation[0])  # drawn once, kept
+    assert np.bincount(series[validation[0]]).tolist() == [5, 5]
+    whole = epochs(7, cap=None)
+    assert all(sorted(rows) == list(range(80)) for rows in whole) and whole[0] != whole[1]
+    assert epochs(7, cap=None, shuffle=False)[0] == list(range(80))
 
 
 @pytest.mark.slow
 def test_a_capped_rnn_trains_reproducibly_on_its_share_of_windows(tiny_model: ModelConfig) -> None:
     rng = np.random.default_rng(0)
-    windows = WindowSet(
+    windows = WindowSet.of(
         rng.normal(size=(300, 24, 1)).astype("float32"),
         rng.normal(size=(300, 6)).astype("float32"),
         np.repeat([0, 1, 2], 100),

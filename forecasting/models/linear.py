@@ -44,26 +44,40 @@ def regression_data(
     windows: WindowSet, split: str, normalize: bool, dtype: type | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns (features (n, n_inputs), shifted targets (n, horizon)) of finite windows, in
-    `dtype` (default: the windows' own).
+    `dtype` (default float32). The windows are cut whole: pass a chunk of a large split.
 
     Raises:
         ValueError: The windows are empty or hold NaN or infinite values.
     """
     if len(windows) == 0:
         raise ValueError(f"The {split} windows are empty. Received: {split} windows=0")
-    for name, values in (("inputs", windows.inputs), ("targets", windows.targets)):
+    inputs, targets = windows.take()
+    for name, values in (("inputs", inputs), ("targets", targets)):
         bad = ~np.isfinite(values)
         if bad.any():
             rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
             raise ValueError(
                 f"The {split} {name} hold {int(bad.sum())} NaN or infinite values, which "
                 "ridge regression cannot fit; windows must come from validated, scaled data. "
-                f"Received: {split} windows {rows[:5].tolist()} of {len(values)}"
+                f"Received: {split} windows at target positions "
+                f"{windows.target_start[rows[:5]].tolist()} of series "
+                f"{np.unique(windows.series[rows])[:5].tolist()}"
             )
-    inputs = windows.inputs.astype(dtype or windows.inputs.dtype, copy=False)
-    targets = windows.targets.astype(inputs.dtype, copy=False)
+    inputs = inputs.astype(dtype or inputs.dtype, copy=False)
     shifted, level = last_value_shift(inputs, normalize)
-    return shifted.reshape(len(shifted), -1), targets - level
+    return shifted.reshape(len(shifted), -1), targets.astype(inputs.dtype, copy=False) - level
+
+
+def regression_chunks(windows: WindowSet, split: str, normalize: bool, dtype: type | None = None):
+    """`regression_data` of each chunk of `windows` in turn (see `WindowSet.chunks`).
+
+    Raises:
+        ValueError: As `regression_data`.
+    """
+    if len(windows) == 0:
+        raise ValueError(f"The {split} windows are empty. Received: {split} windows=0")
+    for chunk in windows.chunks():
+        yield regression_data(chunk, split, normalize, dtype)
 
 
 @dataclass(frozen=True)
@@ -90,13 +104,27 @@ class _RidgePath:
     projected: np.ndarray
 
     @classmethod
-    def fit(cls, features: np.ndarray, targets: np.ndarray) -> _RidgePath:
-        """Decomposes features (n_windows, n_inputs) against targets (n_windows, horizon)."""
-        feature_mean = features.mean(axis=0, dtype=np.float64)
-        target_mean = targets.mean(axis=0, dtype=np.float64)
-        centred = features - feature_mean  # float64: the Gram matrix squares rounding errors
-        eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
-        projected = eigenvectors.T @ (centred.T @ (targets - target_mean))
+    def fit(cls, windows: WindowSet, split: str, normalize: bool) -> _RidgePath:
+        """Decomposes the features of `windows` against their targets, a chunk at a time.
+
+        One pass sums X'X, X'y and the means in float64 (the Gram matrix squares rounding
+        errors); centring then subtracts n * mean * mean', which loses a few of float64's
+        digits only when the means dwarf the spread, as they do not for scaled windows.
+        """
+        n_inputs = int(np.prod(windows.window_shape))
+        n, feature_sum, target_sum = 0, np.zeros(n_inputs), np.zeros(windows.horizon)
+        gram, cross = np.zeros((n_inputs, n_inputs)), np.zeros((n_inputs, windows.horizon))
+        for features, targets in regression_chunks(windows, split, normalize, np.float64):
+            n += len(features)
+            feature_sum += features.sum(axis=0)
+            target_sum += targets.sum(axis=0)
+            gram += features.T @ features
+            cross += features.T @ targets
+        feature_mean, target_mean = feature_sum / n, target_sum / n
+        gram -= n * np.outer(feature_mean, feature_mean)
+        cross -= n * np.outer(feature_mean, target_mean)
+        eigenvalues, eigenvectors = np.linalg.eigh(gram)
+        projected = eigenvectors.T @ cross
         return cls(feature_mean, target_mean, np.maximum(eigenvalues, 0.0), eigenvectors, projected)
 
     def solve(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -150,22 +178,22 @@ class LinearForecaster:
         Raises:
             ValueError: The windows hold NaN or infinite values, or a split is empty.
         """
-        features, targets = regression_data(train, "train", self.config.normalize_window)
-        val_features, val_targets = regression_data(
+        path = _RidgePath.fit(train, "train", self.config.normalize_window)
+        solutions = [path.solve(alpha) for alpha in ALPHAS]
+        squared, count = np.zeros(len(ALPHAS)), 0
+        for features, targets in regression_chunks(
             validation, "validation", self.config.normalize_window
-        )
-        path = _RidgePath.fit(features, targets)
-        errors = []
-        for alpha in ALPHAS:
-            coefficients, intercept = path.solve(alpha)
-            residuals = val_features @ coefficients + intercept - val_targets
-            errors.append(float(np.mean(residuals**2)))
+        ):
+            count += targets.size
+            for index, (coefficients, intercept) in enumerate(solutions):
+                squared[index] += np.sum((features @ coefficients + intercept - targets) ** 2)
+        errors = squared / count
         self.validation_mse = np.array(errors)
         # argmin returns the first minimum, so scanning from the largest alpha breaks ties there.
         best = len(ALPHAS) - 1 - int(np.argmin(self.validation_mse[::-1]))
         self.alpha = float(ALPHAS[best])
         self.coefficients, self.intercept = path.solve(self.alpha)
-        self._window_shape = (train.inputs.shape[1], train.inputs.shape[2])
+        self._window_shape = train.window_shape
         self.epochs_trained = 1
         self.best_epoch = 1
         return self
@@ -184,8 +212,8 @@ class LinearForecaster:
             return self
         if self.alpha is None:
             raise RuntimeError("LinearForecaster is not fitted; call fit() before finetune().")
-        features, targets = regression_data(windows, "fine-tuning", self.config.normalize_window)
-        self.coefficients, self.intercept = _RidgePath.fit(features, targets).solve(self.alpha)
+        path = _RidgePath.fit(windows, "fine-tuning", self.config.normalize_window)
+        self.coefficients, self.intercept = path.solve(self.alpha)
         return self
 
     def predict(self, inputs: np.ndarray, series: np.ndarray | None = None) -> np.ndarray:

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 # errors of one series' windows (a few hundred). On M4 Hourly (benchmarks/local_linear.py) a
 # wider grid (up to 1e6) chose worse on validation and scored worse on the test.
 ALPHAS = np.array([1.0, 10.0, 100.0, 1000.0, 10000.0])
-# Series per batch: bounds the padded (series, windows, inputs) arrays to tens of MB.
+# Series per batch, and windows per batch unless one series has more: bound the padded
+# (series, windows, inputs) float64 arrays to tens of MB.
 _SERIES_PER_BATCH = 64
+_WINDOWS_PER_BATCH = 32_768
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,29 @@ class _Groups:
         return grouped[self.mask()[:, :, 0]]
 
 
+class _SeriesRows:
+    """The rows of each series among windows' `series` (n,), for series 0 .. n_series - 1."""
+
+    def __init__(self, series: np.ndarray, n_series: int) -> None:
+        self.order = np.argsort(series, kind="stable")
+        self.ends = np.cumsum(np.bincount(series, minlength=n_series))
+
+    def of(self, first: int, stop: int) -> np.ndarray:
+        """The rows of series first .. stop - 1, sorted by series."""
+        return self.order[(self.ends[first - 1] if first else 0) : self.ends[stop - 1]]
+
+
 def _batches(series: np.ndarray, n_series: int):
-    """Yields (first series, last series + 1, the rows of those series sorted by series)."""
-    order = np.argsort(series, kind="stable")
-    ends = np.cumsum(np.bincount(series, minlength=n_series))
-    for first in range(0, n_series, _SERIES_PER_BATCH):
-        stop = min(first + _SERIES_PER_BATCH, n_series)
-        begin = ends[first - 1] if first else 0
-        yield first, stop, order[begin : ends[stop - 1]]
+    """Yields (first series, last series + 1, the rows of those series sorted by series): at
+    most `_SERIES_PER_BATCH` series and `_WINDOWS_PER_BATCH` rows (or one series' rows)."""
+    rows, first = _SeriesRows(series, n_series), 0
+    while first < n_series:
+        begin = rows.ends[first - 1] if first else 0
+        limit = min(first + _SERIES_PER_BATCH, n_series)
+        fitting = np.searchsorted(rows.ends[first:limit], begin + _WINDOWS_PER_BATCH, "right")
+        stop = first + max(1, int(fitting))
+        yield first, stop, rows.of(first, stop)
+        first = stop
 
 
 @dataclass(frozen=True)
@@ -167,35 +184,28 @@ class LocalLinearForecaster:
         Raises:
             ValueError: A split is empty or holds NaN or infinite values.
         """
-        features, targets = regression_data(train, "train", self._normalize, np.float64)
-        val_features, val_targets = regression_data(
-            validation, "validation", self._normalize, np.float64
-        )
+        for split, windows in (("train", train), ("validation", validation)):
+            if len(windows) == 0:
+                raise ValueError(f"The {split} windows are empty. Received: {split} windows=0")
         n_series = int(max(train.series.max(), validation.series.max())) + 1
         self.alpha, self.validation_mae = np.empty(n_series), np.empty((len(ALPHAS), n_series))
-        self.coefficients = np.empty((n_series, features.shape[1], self.config.horizon))
+        n_inputs = int(np.prod(train.window_shape))
+        self.coefficients = np.empty((n_series, n_inputs, self.config.horizon))
         self.intercept = np.empty((n_series, self.config.horizon))
-        val_rows = {first: rows for first, _, rows in _batches(validation.series, n_series)}
+        val_rows = _SeriesRows(validation.series, n_series)
         with _one_blas_thread():
             for first, stop, rows in _batches(train.series, n_series):
                 part, size = slice(first, stop), stop - first
-                series = train.series[rows] - first
-                path = _LocalRidgePath.fit(
-                    _Groups.of(features[rows], series, size),
-                    _Groups.of(targets[rows], series, size),
+                path = _LocalRidgePath.fit(*self._groups(train, rows, first, size, "train"))
+                validation_groups = self._groups(
+                    validation, val_rows.of(first, stop), first, size, "validation"
                 )
-                chosen = val_rows[first]
-                val_series = validation.series[chosen] - first
-                errors = _validation_mae(
-                    path,
-                    _Groups.of(val_features[chosen], val_series, size),
-                    _Groups.of(val_targets[chosen], val_series, size),
-                )
+                errors = _validation_mae(path, *validation_groups)
                 best = len(ALPHAS) - 1 - np.argmin(errors[::-1], axis=0)  # ties: larger alpha
                 self.validation_mae[:, part], self.alpha[part] = errors, ALPHAS[best]
                 self.coefficients[part], self.intercept[part] = path.solve(self.alpha[part])
         self.fitted_series = np.bincount(train.series, minlength=n_series) > 0
-        self._window_shape = (train.inputs.shape[1], train.inputs.shape[2])
+        self._window_shape = train.window_shape
         self.epochs_trained = self.best_epoch = 1
         return self
 
@@ -207,16 +217,12 @@ class LocalLinearForecaster:
         coefficients, intercept, fitted_series = self._weights()
         if self.alpha is None:
             raise RuntimeError("LocalLinearForecaster is not fitted; call fit() before finetune().")
-        features, targets = regression_data(windows, "fine-tuning", self._normalize, np.float64)
         n_series = len(coefficients)
         with _one_blas_thread():
             for first, stop, rows in _batches(windows.series, n_series):
-                series = windows.series[rows] - first
-                path = _LocalRidgePath.fit(
-                    _Groups.of(features[rows], series, stop - first),
-                    _Groups.of(targets[rows], series, stop - first),
-                )
-                refit = np.bincount(series, minlength=stop - first) > 0
+                groups = self._groups(windows, rows, first, stop - first, "fine-tuning")
+                path = _LocalRidgePath.fit(*groups)
+                refit = groups[0].counts > 0
                 solved = path.solve(self.alpha[first:stop])
                 coefficients[first:stop][refit] = solved[0][refit]
                 intercept[first:stop][refit] = solved[1][refit]
@@ -245,6 +251,24 @@ class LocalLinearForecaster:
                 grouped = groups.values @ coefficients[part] + intercept[part, None]
                 forecast[rows] = groups.real(grouped)
         return forecast + level
+
+    def _groups(
+        self, windows: WindowSet, rows: np.ndarray, first: int, size: int, split: str
+    ) -> tuple[_Groups, _Groups]:
+        """The features and targets of windows `rows` (of series first .. first + size - 1),
+        grouped by series; rows may be empty (a batch of series with no validation windows).
+
+        Raises:
+            ValueError: The windows hold NaN or infinite values.
+        """
+        if len(rows) == 0:
+            features = np.zeros((0, int(np.prod(windows.window_shape))))
+            targets = np.zeros((0, windows.horizon))
+        else:
+            chosen = windows.subset(rows)
+            features, targets = regression_data(chosen, split, self._normalize, np.float64)
+        series = windows.series[rows] - first
+        return _Groups.of(features, series, size), _Groups.of(targets, series, size)
 
     @staticmethod
     def _check_series(series: np.ndarray | None, n: int, fitted_series: np.ndarray) -> np.ndarray:

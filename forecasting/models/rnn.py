@@ -31,6 +31,8 @@ _PREDICT_BATCH = 512
 # updates, their order and the result are the same. benchmarks/speed.py measured GRU(64) on
 # ETTh1: 0.40 -> 0.36 s per epoch, 17.4 -> 15.0 s to early stopping, bit-identical test MSE.
 STEPS_PER_EXECUTION = 16
+# A split whose cut windows take at most this many bytes goes to Keras whole (see _fit_data).
+WHOLE_BYTES = 256 * 2**20
 # Recurrent loops of at most this many steps are unrolled (see _member); benchmarks/speed.py.
 UNROLL_MAX_STEPS = 32
 # Whether training runs through XLA (Keras' jit_compile); benchmarks/speed.py.
@@ -225,43 +227,52 @@ class RNNForecaster:
         scaled[:, :, 0] /= scale
         return scaled, offset, scale
 
-    def _training_data(self, windows: WindowSet) -> tuple[np.ndarray, Any, Any]:
-        """Returns (network inputs, network targets, sample weights) of `windows`.
+    def _cut(self, windows: WindowSet, rows: np.ndarray) -> tuple[np.ndarray, Any, Any]:
+        """Returns (network inputs, network targets, sample weights) of windows `rows`.
 
         With window scaling the network's targets are divided by the window's scale and each
         window is weighted by it (squared for MSE), so the loss stays the configured error in
         the units of the scaled series (under MASE scaling, the units of the metric).
         """
-        inputs, offset, scale = self._shift(windows.inputs)
+        inputs, targets = windows.take(rows)
+        shifted, offset, scale = self._shift(inputs)
         weight = scale[:, 0] ** 2 if self.config.loss == "mse" else scale[:, 0]
-        return (
-            inputs,
-            self._per_output((windows.targets - offset) / scale),
-            self._per_output(weight),
-        )
+        return shifted, self._per_output((targets - offset) / scale), self._per_output(weight)
 
-    def _per_output(self, array: np.ndarray) -> np.ndarray | list[np.ndarray]:
-        """`array` for every output of the training model (an ensemble's members and mean)."""
+    def _per_output(self, array: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        """`array` for every output of the training model (an ensemble's members and mean; a
+        tuple, which tf.data takes as a structure where a list would be one tensor)."""
         outputs = len(self.trainer.outputs)
-        return [array] * outputs if outputs > 1 else array
+        return (array,) * outputs if outputs > 1 else array
 
-    def _epochs(self, windows: WindowSet, inputs: np.ndarray, targets: Any, weight: Any) -> dict:
-        """`fit`'s data arguments: every window each epoch, shuffled, or with
-        `model.windows_per_series` set and exceeded, a sampler that draws at most that many
-        windows of each series afresh every epoch."""
+    def _fit_data(self, windows: WindowSet, training: bool) -> dict:
+        """`fit`'s data arguments for `windows` (with `training` False, what its
+        `validation_data` takes, under the key "x").
+
+        A split whose windows fit in `WHOLE_BYTES` is cut once and handed to Keras whole,
+        shuffled every epoch for training. A larger split, or one with
+        `model.windows_per_series` set and exceeded, goes through `_window_batches`, which cuts
+        each batch when Keras asks for it (at a cost of about a millisecond a batch): with the
+        cap, an epoch visits at most that many windows of each series, drawn afresh every
+        epoch for training and once for validation.
+        """
         cap = self.config.windows_per_series
-        if cap is None or np.bincount(windows.series).max() <= cap:
-            return {
-                "x": inputs,
-                "y": targets,
-                "sample_weight": weight,
-                "batch_size": self.config.batch_size,
-                "shuffle": True,
-            }
-        sampler = _window_sampler()(
-            inputs, targets, weight, windows.series, cap, self.config.batch_size, self.seed
-        )
-        return {"x": sampler}
+        capped = cap is not None and np.bincount(windows.series).max() > cap
+        if capped or windows.nbytes > WHOLE_BYTES:
+            batches = _window_batches()(
+                self._cut, windows, cap, self.config.batch_size, self.seed, training
+            )
+            return {"x": batches}
+        x, y, weight = self._cut(windows, np.arange(len(windows)))
+        if not training:
+            return {"x": (x, y, weight)}
+        return {
+            "x": x,
+            "y": y,
+            "sample_weight": weight,
+            "batch_size": self.config.batch_size,
+            "shuffle": True,
+        }
 
     def fit(self, train: WindowSet, validation: WindowSet, callbacks: list | None = None):
         """Trains with early stopping on `validation`, restoring the best epoch's weights.
@@ -275,8 +286,6 @@ class RNNForecaster:
         if self.base is not None:
             self.base.fit(train, validation)
         self._compile(self.config.learning_rate)
-        x_train, y_train, w_train = self._training_data(train)
-        validation_data = self._training_data(validation)
         stopper = keras.callbacks.EarlyStopping(
             monitor="val_loss" if self.trainer is self.model else "val_forecast_loss",
             mode="min",
@@ -285,8 +294,8 @@ class RNNForecaster:
         )
         budget = _time_budget(self.config.time_budget_seconds)
         history = self.trainer.fit(
-            **self._epochs(train, x_train, y_train, w_train),
-            validation_data=validation_data,
+            **self._fit_data(train, training=True),
+            validation_data=self._fit_data(validation, training=False)["x"],
             epochs=self.config.max_epochs,
             verbose=0,
             callbacks=[
@@ -312,7 +321,7 @@ class RNNForecaster:
             self.base.finetune(windows, epochs)
         self._compile(self.config.learning_rate / 10)
         self.trainer.fit(
-            **self._epochs(windows, *self._training_data(windows)),
+            **self._fit_data(windows, training=True),
             epochs=epochs,
             verbose=0,
             callbacks=[keras.callbacks.TerminateOnNaN(raise_error=True)],
@@ -390,37 +399,53 @@ def draw_per_series(series: np.ndarray, cap: int, rng: np.random.Generator) -> n
 
 
 @functools.cache
-def _window_sampler():
-    """The Keras dataset class behind `model.windows_per_series` (Keras imported on first use)."""
+def _window_batches():
+    """The Keras dataset class that feeds the RNNs (Keras imported on first use)."""
     import keras
 
-    class WindowSampler(keras.utils.PyDataset):
-        """Batches of at most `cap` windows per series, drawn again after every epoch from a
-        generator seeded once, so the same seed draws the same windows."""
+    class WindowBatches(keras.utils.PyDataset):
+        """Batches of windows cut from a `WindowSet` only when Keras asks for them, so a split
+        of millions of windows never exists whole. `cut(windows, rows)` gives a batch.
 
-        def __init__(self, inputs, targets, weight, series, cap, batch_size, seed) -> None:
+        With `shuffle` (training), every epoch visits the windows in a fresh order drawn from a
+        generator seeded once, so the same seed draws the same batches; with `cap` set and
+        exceeded, an epoch visits at most `cap` windows of each series (`draw_per_series`),
+        drawn afresh every epoch, or once and kept when not shuffling (validation).
+        """
+
+        def __init__(self, cut, windows, cap, batch_size, seed, shuffle) -> None:
             super().__init__()
-            self.inputs, self.series, self.cap, self.batch_size = inputs, series, cap, batch_size
-            self.targets = targets if isinstance(targets, list) else [targets]
-            self.weights = weight if isinstance(weight, list) else [weight]
+            self.cut, self.windows, self.batch_size, self.shuffle = (
+                cut,
+                windows,
+                batch_size,
+                shuffle,
+            )
+            self.cap = cap if cap is not None and np.bincount(windows.series).max() > cap else None
             self.rng = np.random.default_rng(seed)
-            self.drawn = draw_per_series(series, cap, self.rng)
+            self.rows = self._draw()
+
+        def _draw(self) -> np.ndarray:
+            if self.cap is not None:
+                rows = draw_per_series(self.windows.series, self.cap, self.rng)
+                return rows if self.shuffle else np.sort(rows)
+            if self.shuffle:
+                return self.rng.permutation(len(self.windows))
+            return np.arange(len(self.windows))
 
         def __len__(self) -> int:
-            return -(-len(self.drawn) // self.batch_size)
+            return -(-len(self.rows) // self.batch_size)
 
         def __getitem__(self, index: int):
-            rows = self.drawn[index * self.batch_size : (index + 1) * self.batch_size]
-            targets = [t[rows] for t in self.targets]
-            weights = [w[rows] for w in self.weights]
-            if len(targets) == 1:
-                return self.inputs[rows], targets[0], weights[0]
-            return self.inputs[rows], targets, weights
+            return self.cut(
+                self.windows, self.rows[index * self.batch_size : (index + 1) * self.batch_size]
+            )
 
         def on_epoch_end(self) -> None:
-            self.drawn = draw_per_series(self.series, self.cap, self.rng)
+            if self.shuffle:
+                self.rows = self._draw()
 
-    return WindowSampler
+    return WindowBatches
 
 
 def _time_budget(seconds: float):
