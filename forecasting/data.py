@@ -78,7 +78,17 @@ def load_series(config: DataConfig) -> LoadedData:
             "row": raw.index.to_numpy() + (1 if is_parquet else 2),
         }
     )
+    del raw
+    release_arrow_memory()
     return LoadedData(frame, path, file_sha256(path), "row" if is_parquet else "line")
+
+
+def release_arrow_memory() -> None:
+    """Hands the memory pyarrow's pool keeps after a large read back to the system (reading a
+    million-row file leaves hundreds of MB there otherwise; pandas' text columns live in it)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _check_size(path: Path, limit: int) -> None:

@@ -152,6 +152,8 @@ def run(
         return RunResult(None, None, superseded, None, False, "", as_of, superseded=True)
     writer.check_output(config.output_dir, config.name)  # before anything trains
     validated = step(validate, loaded, config, log)
+    del loaded  # the file as read: a many-series file takes hundreds of MB
+    data.release_arrow_memory()
     run_id = layout.make_run_id(validated.as_of, outputs.fingerprint(config, validated))
     if (published := step(find_published, config, run_id)) is not None:
         log.info(

@@ -245,25 +245,30 @@ class WindowSet:
     """Windows of one split, all series stacked, cut on demand from the scaled series.
 
     A split of many long series holds millions of overlapping windows; storing each once would
-    take input_size times the data's memory. Only the positions are stored: `take` cuts the
-    windows it is asked for, and `chunks` walks a split in pieces of bounded size.
+    take input_size times the data's memory, and even an index per window takes more than the
+    data. So the windows are stored as runs: run k holds `count[k]` windows of series
+    `run_series[k]`, whose first targets are at positions `first[k]`, `first[k] + 1`, ... of
+    the series, which starts at row `offset[k]` of `values`. `take` cuts the windows it is
+    asked for and `chunks` walks a split in pieces of bounded size.
 
     Attributes:
         values: The scaled values the windows are cut from (float32 from `window_set`),
             shape (length, n_features), feature 0 the target; usually every series end to end.
-        start: Each window's first input row in `values`, shape (n_windows,).
-        series: Index into `Windows.series_ids` of each window, shape (n_windows,).
-        target_start: Position within its series of each window's first target step.
+        offset, first, count, run_series: Per run, shape (n_runs,), as above.
         input_size: Input steps per window.
         horizon: Target steps per window (feature 0 only).
+        rows: The windows of the runs this set holds, in this order (None: all of them);
+            window i is the i-th of the runs' windows, run after run.
     """
 
     values: np.ndarray
-    start: np.ndarray
-    series: np.ndarray
-    target_start: np.ndarray
+    offset: np.ndarray
+    first: np.ndarray
+    count: np.ndarray
+    run_series: np.ndarray
     input_size: int
     horizon: int
+    rows: np.ndarray | None = None
 
     @classmethod
     def of(
@@ -281,17 +286,19 @@ class WindowSet:
         dtype = np.result_type(inputs.dtype, targets.dtype, np.float32)
         blocks = np.zeros((n, input_size + horizon, n_features), dtype)
         blocks[:, :input_size], blocks[:, input_size:, 0] = inputs, targets
+        first = np.arange(n) if target_start is None else np.asarray(target_start)
         return cls(
-            blocks.reshape(-1, n_features),
-            np.arange(n) * (input_size + horizon),
-            np.zeros(n, int) if series is None else np.asarray(series),
-            np.arange(n) if target_start is None else np.asarray(target_start),
-            input_size,
-            horizon,
+            values=blocks.reshape(-1, n_features),
+            offset=np.arange(n) * (input_size + horizon) - first + input_size,
+            first=first,
+            count=np.ones(n, dtype=np.int64),
+            run_series=np.zeros(n, int) if series is None else np.asarray(series),
+            input_size=input_size,
+            horizon=horizon,
         )
 
     def __len__(self) -> int:
-        return len(self.start)
+        return int(self.count.sum()) if self.rows is None else len(self.rows)
 
     @property
     def window_shape(self) -> tuple[int, int]:
@@ -303,11 +310,40 @@ class WindowSet:
         """What the windows take when cut whole."""
         return len(self) * (self.input_size + self.horizon) * self.values.shape[1] * 4
 
+    def _locate(self, rows: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+        """(run, target start) of windows `rows` of this set."""
+        ends = np.cumsum(self.count)
+        if self.rows is None and isinstance(rows, slice) and rows == slice(None):
+            run = np.repeat(np.arange(len(self.count)), self.count)
+            ids = np.arange(len(run))
+        else:
+            if self.rows is not None:
+                ids = self.rows[rows]
+            elif isinstance(rows, slice):
+                ids = np.arange(*rows.indices(int(ends[-1]) if len(ends) else 0))
+            else:
+                ids = np.asarray(rows)
+            run = np.searchsorted(ends, ids, side="right")
+        return run, self.first[run] + ids - (ends[run] - self.count[run])
+
+    @property
+    def series(self) -> np.ndarray:
+        """Index into `Windows.series_ids` of each window, shape (n_windows,)."""
+        if self.rows is None:
+            return np.repeat(self.run_series, self.count)
+        return self.run_series[self._locate(slice(None))[0]]
+
+    @property
+    def target_start(self) -> np.ndarray:
+        """Position within its series of each window's first target step, (n_windows,)."""
+        return self._locate(slice(None))[1]
+
     def take(self, rows: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
         """Cuts the windows `rows`: (inputs (n, input_size, n_features), targets (n, horizon)),
         new arrays of `values`' dtype that the caller may change."""
+        run, target_start = self._locate(rows)
         views = sliding_window_view(self.values, self.input_size + self.horizon, axis=0)
-        cut = views[self.start[rows]]  # (n, n_features, span): one copy, row by row
+        cut = views[self.offset[run] + target_start - self.input_size]  # (n, features, span)
         inputs = np.ascontiguousarray(cut[:, :, : self.input_size].transpose(0, 2, 1))
         return inputs, cut[:, 0, self.input_size :]
 
@@ -319,17 +355,17 @@ class WindowSet:
     @property
     def targets(self) -> np.ndarray:
         """Every window's targets, (n_windows, horizon)."""
-        steps = self.start[:, None] + self.input_size + np.arange(self.horizon)
+        run, target_start = self._locate(slice(None))
+        steps = (self.offset[run] + target_start)[:, None] + np.arange(self.horizon)
         return self.values[steps, 0]
 
     def subset(self, rows: np.ndarray | slice) -> WindowSet:
-        """The windows `rows`, still uncut."""
-        return replace(
-            self,
-            start=self.start[rows],
-            series=self.series[rows],
-            target_start=self.target_start[rows],
-        )
+        """The windows `rows` of this set, still uncut."""
+        if self.rows is not None:
+            return replace(self, rows=self.rows[rows])
+        if isinstance(rows, slice):
+            return replace(self, rows=np.arange(*rows.indices(len(self))))
+        return replace(self, rows=np.asarray(rows))
 
     def chunks(self, max_bytes: int = CHUNK_BYTES) -> Iterator[WindowSet]:
         """Consecutive pieces of the split whose cut windows take at most `max_bytes` (at
@@ -512,17 +548,13 @@ def window_set(
     if isinstance(scaled, list):
         scaled, offsets = stack_series(scaled)
     assert offsets is not None, "stacked values need their offsets"
-    positions = [
-        np.arange(max(s, input_size), e - horizon + 1) for s, e in zip(starts, ends, strict=True)
-    ]
-    counts = [len(p) for p in positions]
-    series = np.repeat(np.arange(len(positions), dtype=np.int32), counts)
-    target_start = np.concatenate([np.zeros(0, np.int32), *positions]).astype(np.int32)
+    first = np.maximum(starts, input_size)
     return WindowSet(
         values=scaled,
-        start=offsets[series] + target_start - input_size,
-        series=series,
-        target_start=target_start,
+        offset=np.asarray(offsets),
+        first=first,
+        count=np.maximum(np.asarray(ends) - horizon + 1 - first, 0),
+        run_series=np.arange(len(first)),
         input_size=input_size,
         horizon=horizon,
     )
