@@ -175,6 +175,7 @@ def run(
         f"{settings.evaluation.block_size(config.model.horizon)} steps, "
         f"{sum(len(f.test) for f in folds)} test windows"
     )
+    _warn_of_long_epochs(folds[0], config, log)
     tracking = step(track, config, validated, windows, log)
     found = step(find_incumbent, config, tracking, log)
     observer.training(config.model.candidates)
@@ -214,6 +215,24 @@ def run(
     return RunResult(
         run_id, choice.model, choice.reason, path, False, choice.decision["action"], as_of
     )
+
+
+# More training windows than this in an RNN epoch, with no cap set, is worth a line in the log.
+LONG_EPOCH_WINDOWS = 1_000_000
+
+
+def _warn_of_long_epochs(fold: windowing.Windows, config: PipelineConfig, log: Log) -> None:
+    """Says when every RNN epoch would visit more than `LONG_EPOCH_WINDOWS` windows."""
+    if not config.model.trains_rnns or config.model.windows_per_series is not None:
+        return
+    if (windows := len(fold.train)) > LONG_EPOCH_WINDOWS:
+        per_series = windows // max(len(fold.series_ids), 1)
+        log.warning(
+            f"Every RNN epoch visits all {windows:,} training windows (about {per_series:,} "
+            "per series), which takes long. Set --windows-per-series N "
+            "(model.windows_per_series) to draw at most N windows of each series per epoch, "
+            "as N-BEATS does; see docs/methodology.md."
+        )
 
 
 def backtest_settings(

@@ -308,7 +308,7 @@ class WindowSet:
     @property
     def nbytes(self) -> int:
         """What the windows take when cut whole."""
-        return len(self) * (self.input_size + self.horizon) * self.values.shape[1] * 4
+        return len(self) * (self.input_size + self.horizon) * self.values[:1].nbytes
 
     def _locate(self, rows: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
         """(run, target start) of windows `rows` of this set."""
@@ -367,10 +367,10 @@ class WindowSet:
             return replace(self, rows=np.arange(*rows.indices(len(self))))
         return replace(self, rows=np.asarray(rows))
 
-    def chunks(self, max_bytes: int = CHUNK_BYTES) -> Iterator[WindowSet]:
-        """Consecutive pieces of the split whose cut windows take at most `max_bytes` (at
-        least one window each)."""
-        size = max(1, max_bytes * len(self) // max(self.nbytes, 1))
+    def chunks(self, max_bytes: int | None = None) -> Iterator[WindowSet]:
+        """Consecutive pieces of the split whose cut windows take at most `max_bytes`
+        (default `CHUNK_BYTES`; at least one window each)."""
+        size = max(1, (max_bytes or CHUNK_BYTES) * len(self) // max(self.nbytes, 1))
         for first in range(0, len(self), size):
             yield self.subset(slice(first, first + size))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forecasting import windowing
 from forecasting.config import ModelConfig
 from forecasting.models.linear import ALPHAS, LinearForecaster, last_value_shift
 from forecasting.windowing import WindowSet
@@ -197,3 +198,16 @@ def test_to_bytes_holds_a_keras_model_that_forecasts_the_same(
     np.testing.assert_allclose(
         np.asarray(model(shifted)) + level, forecaster.predict(inputs), rtol=1e-5, atol=1e-5
     )
+
+
+def test_fits_the_same_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Normal equations summed over chunks of 7 windows give the one-chunk fit."""
+    whole = fitted(True, noise=0.5)
+    train = linear_windows(200, seed=1)
+    monkeypatch.setattr(windowing, "CHUNK_BYTES", 7 * train.nbytes // len(train))
+    assert len(list(train.chunks())) == 29
+    chunked = fitted(True, noise=0.5)
+    assert chunked.alpha == whole.alpha
+    np.testing.assert_allclose(chunked.validation_mse, whole.validation_mse, rtol=1e-10)
+    np.testing.assert_allclose(chunked.coefficients, whole.coefficients, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(chunked.intercept, whole.intercept, rtol=1e-9, atol=1e-12)

@@ -41,12 +41,17 @@ def reference(train: WindowSet, alpha: float, normalize: bool, series: int):
     return Ridge(alpha=alpha).fit(shifted.reshape(len(shifted), -1), train.targets[chosen] - level)
 
 
-@pytest.mark.parametrize(("normalize", "batch"), [(False, 64), (True, 64), (True, 3)])
+@pytest.mark.parametrize(
+    ("normalize", "batch", "windows"),
+    [(False, 64, 32_768), (True, 64, 32_768), (True, 3, 32_768), (True, 64, 100)],
+)
 def test_equals_one_scikit_learn_ridge_per_series(
-    normalize: bool, batch: int, monkeypatch: pytest.MonkeyPatch
+    normalize: bool, batch: int, windows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Also when the series are solved in batches of 3 (4 series: a full batch and one)."""
+    """Also when the series are solved in batches of 3 (4 series: a full batch and one), or
+    of at most 100 windows or one series (the largest has about 120)."""
     monkeypatch.setattr(local_linear, "_SERIES_PER_BATCH", batch)
+    monkeypatch.setattr(local_linear, "_WINDOWS_PER_BATCH", windows)
     train, validation, new = local_windows(300, 1), local_windows(80, 2), local_windows(40, 3)
     forecaster = LocalLinearForecaster(config(normalize), seed=0).fit(train, validation)
     assert forecaster.alpha is not None and set(forecaster.alpha) <= set(ALPHAS)

@@ -9,6 +9,7 @@ import pytest
 from forecasting.config import EvaluationConfig, ModelConfig
 from forecasting.evaluation import held_out_truth, insample_scale, predict_windows
 from forecasting.windowing import (
+    WindowSet,
     calendar_channels,
     calendar_cycles,
     fold_bounds,
@@ -66,6 +67,46 @@ def test_windows_hold_the_right_inputs_and_targets() -> None:
             start = split.target_start[:, None]
             np.testing.assert_allclose(raw_inputs, offset + start + np.arange(-10, 0), atol=1e-3)
             np.testing.assert_allclose(raw_targets, offset + start + np.arange(4), atol=1e-3)
+
+
+def test_windows_are_cut_on_demand_as_the_series_stacked_would_give_them() -> None:
+    """Any rows, subsets of subsets and chunks cut the same windows as slicing each scaled
+    series at each window's position; a split stores no window and no index per window."""
+    panel = arange_panel((60, 45, 70))
+    panel["covariate"] = np.sin(np.arange(len(panel)))
+    windows = make_folds(panel, ["y", "covariate"], MODEL, EVALUATION)[-1]
+    scaled = windows.scaling.scale(windows.values)
+    rng = np.random.default_rng(0)
+    for split in (windows.train, windows.validation, windows.test):
+        assert all(len(field) == len(scaled) for field in (split.offset, split.first, split.count))
+        series, starts = split.series, split.target_start
+        expected = np.stack(
+            [scaled[s][t - 10 : t + 4] for s, t in zip(series, starts, strict=True)]
+        )
+        inputs, targets = split.take()
+        np.testing.assert_allclose(inputs, expected[:, :10], rtol=1e-6)
+        np.testing.assert_allclose(targets, expected[:, 10:, 0], rtol=1e-6)
+        np.testing.assert_array_equal(split.targets, targets)
+        rows = rng.permutation(len(split))[: len(split) // 2]
+        part = split.subset(rows).subset(slice(1, None, 2))
+        np.testing.assert_array_equal(part.take()[0], inputs[rows[1::2]])
+        np.testing.assert_array_equal(part.series, series[rows[1::2]])
+        np.testing.assert_array_equal(part.target_start, starts[rows[1::2]])
+        chunks = list(split.chunks(max_bytes=split.nbytes // 3))
+        assert len(chunks) >= 3
+        np.testing.assert_array_equal(np.concatenate([c.inputs for c in chunks]), inputs)
+
+
+def test_windows_given_whole_come_back_whole() -> None:
+    rng = np.random.default_rng(1)
+    inputs, targets = rng.normal(size=(7, 5, 2)), rng.normal(size=(7, 3))
+    series, starts = np.array([2, 0, 2, 1, 0, 0, 1]), np.array([9, 4, 5, 6, 7, 8, 3])
+    windows = WindowSet.of(inputs, targets, series, starts)
+    np.testing.assert_array_equal(windows.inputs, inputs)
+    np.testing.assert_array_equal(windows.take([4, 1])[1], targets[[4, 1]])
+    np.testing.assert_array_equal(windows.series, series)
+    np.testing.assert_array_equal(windows.subset([6, 2]).target_start, starts[[6, 2]])
+    assert windows.inputs.dtype == np.float64 and windows.window_shape == (5, 2)
 
 
 def test_folds_are_consecutive_blocks_ending_at_the_last_step() -> None:

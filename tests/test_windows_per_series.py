@@ -4,12 +4,16 @@ length of history."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from forecasting.config import ModelConfig
+from forecasting import pipeline
+from forecasting.config import EvaluationConfig, ModelConfig, PipelineConfig
 from forecasting.models.rnn import RNNForecaster, _window_batches, draw_per_series
-from forecasting.windowing import WindowSet
+from forecasting.windowing import WindowSet, make_folds
 
 
 def test_at_most_cap_windows_of_each_series_distinct_and_shorter_series_whole() -> None:
@@ -79,3 +83,33 @@ def test_a_capped_rnn_trains_reproducibly_on_its_share_of_windows(tiny_model: Mo
     uncapped = RNNForecaster("gru", tiny_model.model_copy(update={"max_epochs": 3}), 1, seed=3)
     uncapped.fit(windows, windows)
     assert not np.array_equal(uncapped.model.get_weights()[0], weights()[0])
+
+
+def test_a_run_with_huge_uncapped_epochs_says_how_to_bound_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frame = pd.DataFrame(
+        {
+            "unique_id": np.repeat(["a", "b"], 300),
+            "ds": np.tile(pd.date_range("2024-01-01", periods=300, freq="h"), 2),
+            "y": np.random.default_rng(0).normal(size=600),
+        }
+    )
+    model = ModelConfig(input_size=24, horizon=6, candidates=("naive", "gru"))
+    fold = make_folds(frame, ["y"], model, EvaluationConfig(n_folds=1, fold_size=6))[0]
+    monkeypatch.setattr(pipeline, "LONG_EPOCH_WINDOWS", len(fold.train) - 1)
+    said: list[str] = []
+    log = SimpleNamespace(warning=said.append)
+
+    def warned(**update) -> list[str]:
+        said.clear()
+        config = PipelineConfig(model=model.model_copy(update=update))
+        pipeline._warn_of_long_epochs(fold, config, log)
+        return said
+
+    (line,) = warned()
+    assert f"all {len(fold.train):,} training windows" in line and "--windows-per-series" in line
+    assert warned(windows_per_series=64) == []
+    assert warned(candidates=("naive", "linear")) == []  # no RNN: no epochs
+    monkeypatch.setattr(pipeline, "LONG_EPOCH_WINDOWS", len(fold.train))
+    assert warned() == []
