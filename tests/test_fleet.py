@@ -16,14 +16,8 @@ import pytest
 from forecasting import fleet, read_latest
 from forecasting.config import build_config
 from forecasting.errors import ConfigError, DataValidationError, PublishError
-from tests.helpers.prefect_server import (
-    CLI,
-    PREFECT,
-    PROJECT,
-    own_prefect_environment,
-    prefect_server,
-    stop,
-)
+from tests.helpers.prefect_server import CLI, PREFECT, PROJECT, prefect_server
+from tests.helpers.workers import client_environment, prefect, process_workers
 from tests.test_postgres_server import postgres  # noqa: F401 - the fixture
 from tests.test_serving import client_for, final
 
@@ -180,15 +174,6 @@ def deploy_file(folder: Path, config) -> Path:
     return path
 
 
-def client_environment(home: Path, api_url: str) -> dict[str, str]:
-    """A client of the server at `api_url` with a Prefect home of its own."""
-    return {**own_prefect_environment(home), "PREFECT_API_URL": api_url}
-
-
-def prefect(arguments: list[str], env: dict[str, str]) -> None:
-    subprocess.run([PREFECT, *arguments], env=env, cwd=PROJECT, check=True, capture_output=True)
-
-
 @pytest.mark.slow
 def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> None:  # noqa: F811
     config = fleet_config(tmp_path, as_of="2016-07-28T00:00:00")
@@ -208,21 +193,7 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
             ],
             env,
         )
-        workers = []
-        for index in range(2):
-            worker_env = client_environment(tmp_path / f"worker-{index}", api_url)
-            log = open(tmp_path / f"worker-{index}.log", "w")  # noqa: SIM115 - the worker owns it
-            workers.append(
-                subprocess.Popen(
-                    [PREFECT, "worker", "start", "--pool", POOL, "--limit", "1"],
-                    cwd=PROJECT,
-                    env=worker_env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-        try:
+        with process_workers(POOL, api_url, tmp_path, 2):
             with client_for(api_url) as client:
                 parent = client.create_flow_run_from_deployment(
                     client.read_deployment_by_name("forecast-fleet/fleet").id
@@ -289,9 +260,6 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
             assert read_latest(groups, "high").forecast["unique_id"].nunique() == 2
             with pytest.raises(PublishError):
                 read_latest(groups, "middle")
-        finally:
-            for worker in workers:
-                stop(worker)
     assert not list(tmp_path.rglob("*.db"))  # every process used the PostgreSQL-backed server
 
 
