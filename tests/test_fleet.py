@@ -232,9 +232,28 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
                 ]
                 assert {row["champion"] for row in table} <= set(MODEL["candidates"])
                 assert all(Path(row["path"]).parent.parent.name in ("0", "1") for row in table)
+                assert {row["reason"] for row in table} == {""}
+
+                # a new fleet run that may wait one second: its groups cannot finish by then
+                hurried = client.create_flow_run_from_deployment(
+                    client.read_deployment_by_name("forecast-fleet/fleet").id,
+                    parameters={"wait_timeout_seconds": 1},
+                ).id
+                subprocess.run(
+                    [PREFECT, "flow-run", "execute", str(hurried)],
+                    env=env,
+                    cwd=PROJECT,
+                    capture_output=True,
+                )
+                (run,) = final(client, [hurried])
+                assert run.state_type.value == "FAILED"
+                assert run.state.message.startswith(
+                    "2 of 2 groups still run after wait_timeout_seconds=1: 0, 1."
+                )
 
             # `forecast fleet` by site, where the middle site's series are too short: that
-            # group fails, the high site publishes, and the command says which group failed
+            # group fails, the high site publishes, and the command names the failed group and
+            # its run's reason, which names the group's own data file
             mixed = tmp_path / "mixed.csv"
             rows = pd.read_csv(config.data.path, dtype=str)
             rows[(rows.site == "high") | (rows.date < "2016-07-02")].to_csv(mixed, index=False)
@@ -255,7 +274,10 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
                 timeout=240,
             )
             assert done.returncode == 1, done.stderr[-3000:]
-            assert "Error: 1 of 2 groups did not complete: ['middle']" in done.stderr
+            (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+            assert line.startswith("Error: 1 of 2 groups did not complete: middle FAILED: ")
+            assert f"{tmp_path / 'out' / 'mixed' / 'inputs' / 'middle.csv'}" in line
+            assert "too short" in line
             groups = tmp_path / "out" / "mixed" / "groups"
             assert read_latest(groups, "high").forecast["unique_id"].nunique() == 2
             with pytest.raises(PublishError):
