@@ -117,6 +117,25 @@ def measure(process: subprocess.Popen, roots: list[int]) -> tuple[float, float, 
     return wall, children_cpu_seconds() - cpu_before + roots_cpu, peak_one, peak_tree
 
 
+def measure_command(
+    arguments: list[str], env: dict[str, str], folder: Path, roots: list[int]
+) -> tuple[float, float, int, int]:
+    """Runs a `forecast` command in `folder` and returns `measure`'s costs. Its output goes to
+    `folder/forecast.log`, not a pipe: worker processes inherit it and would block once a
+    pipe nobody reads is full.
+
+    Raises:
+        SystemExit: The command failed; with the end of its output.
+    """
+    log = folder / "forecast.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(arguments, env=env, cwd=folder, stdout=output, stderr=output)
+        costs = measure(process, roots)
+    if process.returncode != 0:
+        raise SystemExit(f"{arguments[3]} failed:\n{log.read_text()[-3000:]}")
+    return costs
+
+
 def command(data: Path, runner: str, args: argparse.Namespace, folder: Path) -> list[str]:
     """The `forecast run` (or, for the fleet, `forecast fleet`) command of one measurement."""
     options = ["--data", str(data), "--id-column", "unique_id", "--time-column", "ds"]
@@ -138,18 +157,7 @@ def run(data: Path, runner: str, args: argparse.Namespace, folder: Path) -> dict
         return run_fleet(data, args, folder)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(folder / "prefect"), TF_CPP_MIN_LOG_LEVEL="2", DO_NOT_TRACK="1")
-    process = subprocess.Popen(
-        command(data, runner, args, folder),
-        env=env,
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    costs = measure(process, [])
-    stderr = process.stderr.read() if process.stderr else ""
-    if process.returncode != 0:
-        raise SystemExit(f"{runner} failed:\n{stderr[-3000:]}")
+    costs = measure_command(command(data, runner, args, folder), env, folder, [])
     manifest = json.loads((folder / "outputs" / data.stem / "latest" / "manifest.json").read_text())
     return row(runner, manifest["execution"]["workers"], args, costs, [manifest])
 
@@ -174,18 +182,7 @@ def run_fleet(data: Path, args: argparse.Namespace, folder: Path) -> dict:
         prefect(["--no-prompt", "deploy", *deployments, "--prefect-file", DEPLOY_FILE], env)
         with process_workers(POOL, api, folder, args.workers):
             roots = [postgres_pid, *(child.pid for child in psutil.Process().children())]
-            process = subprocess.Popen(
-                command(data, "fleet", args, folder),
-                env=env,
-                cwd=folder,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            costs = measure(process, roots)
-            stderr = process.stderr.read() if process.stderr else ""
-            if process.returncode != 0:
-                raise SystemExit(f"fleet failed:\n{stderr[-3000:]}")
+            costs = measure_command(command(data, "fleet", args, folder), env, folder, roots)
             overhead = prefect_overhead_pct(api)
     groups = folder / "outputs" / data.stem / "groups"
     manifests = [json.loads(path.read_text()) for path in groups.glob("*/latest/manifest.json")]

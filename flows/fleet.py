@@ -9,14 +9,15 @@ from datetime import UTC, datetime
 from typing import Annotated, cast
 from uuid import UUID
 
-from prefect import flow
+from prefect import Flow, flow
 from prefect.artifacts import create_table_artifact
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
+from prefect.states import Cancelled, Cancelling, Failed, State
 from pydantic import Field
 
 from flows import artifacts, scheduling
@@ -30,7 +31,16 @@ GROUP_DEPLOYMENT = "forecast-pipeline/fleet-group"
 POLL_SECONDS = 2.0
 
 
-@flow(name="forecast-fleet", validate_parameters=True)
+def _cancel_groups(flow: Flow, flow_run: FlowRun, state: State) -> None:
+    """The on_cancellation hook: cancels the group runs this run started that have not
+    finished. A runner or worker that stops the fleet run's process runs it; a fleet run with
+    no runner (`forecast fleet`) sees its own cancellation while it waits instead."""
+    with get_client(sync_client=True) as client:
+        only = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run.id]))
+        _cancel(client, [child.id for child in client.read_flow_runs(flow_run_filter=only)])
+
+
+@flow(name="forecast-fleet", validate_parameters=True, on_cancellation=[_cancel_groups])
 def forecast_fleet(
     config: PipelineConfig | None = None,
     group_column: str | None = None,
@@ -50,9 +60,10 @@ def forecast_fleet(
     the group's data, publishing to `<output_dir>/<name>/groups/<group>/`, and fails when any
     group fails (the others' publications stand), naming each failed group and its run's
     reason. Rerunning this flow run starts no second child run for a group: each child
-    carries an idempotency key of this run and its group. With `wait_timeout_seconds`, the
-    run fails when its groups have not all finished that long after they were started, naming
-    the groups still running (they run on and may still publish)."""
+    carries an idempotency key of this run and its group. Cancelling this run cancels its
+    unfinished group runs. With `wait_timeout_seconds`, the run fails when its groups have not
+    all finished that long after they were started, naming the groups still running (they run
+    on and may still publish)."""
     install_log_filter()
     config = config or PipelineConfig()
     try:
@@ -80,7 +91,9 @@ def forecast_fleet(
         for member in members
     ]
     logger.info(f"Started {len(children)} group runs of {deployment}")
-    finished = _wait([child.id for child in children], wait_timeout_seconds)
+    finished = _wait(parent, [child.id for child in children], wait_timeout_seconds)
+    if finished is None:
+        return Cancelled(message="The fleet run was cancelled, and so were its unfinished groups.")
     if len(finished) < len(children):
         running = [m.name for m, c in zip(members, children, strict=True) if c.id not in finished]
         return Failed(
@@ -102,13 +115,21 @@ def forecast_fleet(
     return {"groups": rows, "path": str(fleet.groups_dir(config.output_dir, config.name))}
 
 
-def _wait(ids: list[UUID], timeout: float | None = None) -> dict[UUID, FlowRun]:
+def _wait(
+    parent: UUID, ids: list[UUID], timeout: float | None = None
+) -> dict[UUID, FlowRun] | None:
     """Polls the child runs until every one is in a final state, or `timeout` seconds have
-    passed; returns those in a final state."""
+    passed; returns those in a final state. When the parent run is cancelled meanwhile (from
+    the UI, the API or `prefect flow-run cancel`), cancels the unfinished children and
+    returns None."""
     deadline = None if timeout is None else time.monotonic() + timeout
     finished: dict[UUID, FlowRun] = {}
     with get_client(sync_client=True) as client:
         while len(finished) < len(ids):
+            own = client.read_flow_run(parent).state
+            if own is not None and (own.is_cancelling() or own.is_cancelled()):
+                _cancel(client, [run_id for run_id in ids if run_id not in finished])
+                return None
             for run_id in ids:
                 if run_id not in finished:
                     run = client.read_flow_run(run_id)
@@ -118,6 +139,18 @@ def _wait(ids: list[UUID], timeout: float | None = None) -> dict[UUID, FlowRun]:
                 break
             time.sleep(POLL_SECONDS)
     return finished
+
+
+def _cancel(client: SyncPrefectClient, ids: list[UUID]) -> None:
+    """Cancels child runs as Prefect does: one not yet picked up by a worker at once, one a
+    worker holds through Cancelling (its worker then stops the run's process)."""
+    for run_id in ids:
+        state = client.read_flow_run(run_id).state
+        if state is None or state.is_final():
+            continue
+        message = "The fleet run was cancelled."
+        cancel = Cancelled if state.is_scheduled() else Cancelling
+        client.set_flow_run_state(run_id, cancel(message=message), force=True)
 
 
 def _row(member: fleet.Group, run: FlowRun) -> dict:

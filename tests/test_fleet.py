@@ -16,10 +16,10 @@ import pytest
 from forecasting import fleet, read_latest
 from forecasting.config import build_config
 from forecasting.errors import ConfigError, DataValidationError, PublishError
-from tests.helpers.prefect_server import CLI, PREFECT, PROJECT, prefect_server
+from tests.helpers.prefect_server import CLI, PREFECT, PROJECT, prefect_server, stop
 from tests.helpers.workers import client_environment, prefect, process_workers
 from tests.test_postgres_server import postgres  # noqa: F401 - the fixture
-from tests.test_serving import client_for, final
+from tests.test_serving import client_for, final, wait_for
 
 SERIES = ["HUFL", "HULL", "MUFL", "MULL"]
 POOL = "fleet-test"
@@ -162,6 +162,11 @@ def deploy_file(folder: Path, config) -> Path:
                 "work_pool": {"name": POOL},
             },
             {
+                "name": "slow-group",
+                "entrypoint": "tests/helpers/slow_group.py:slow_group",
+                "work_pool": {"name": POOL},
+            },
+            {
                 "name": "fleet",
                 "entrypoint": "flows/fleet.py:forecast_fleet",
                 "work_pool": {"name": PARENT_POOL},
@@ -218,7 +223,7 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
                     assert published.manifest["champion"]["model"] in MODEL["candidates"]
 
                 # rerun the same parent run: it finds its children by their keys
-                from prefect.states import Scheduled
+                from prefect.states import Cancelling, Scheduled
 
                 client.set_flow_run_state(parent, Scheduled(), force=True)
                 subprocess.run(execute, env=env, cwd=PROJECT, capture_output=True, check=True)
@@ -233,6 +238,36 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
                 assert {row["champion"] for row in table} <= set(MODEL["candidates"])
                 assert all(Path(row["path"]).parent.parent.name in ("0", "1") for row in table)
                 assert {row["reason"] for row in table} == {""}
+
+                # cancelling a fleet run while its groups run (they sleep) cancels them
+                cancelled = client.create_flow_run_from_deployment(
+                    client.read_deployment_by_name("forecast-fleet/fleet").id,
+                    parameters={"deployment": "slow-group/slow-group"},
+                ).id
+                waiting = subprocess.Popen(
+                    [PREFECT, "flow-run", "execute", str(cancelled)],
+                    env=env,
+                    cwd=PROJECT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                try:
+                    wait_for(
+                        lambda: (
+                            [c.state_type.value for c in kids(client, cancelled)]
+                            == ["RUNNING", "RUNNING"]
+                        ),
+                        120,
+                        "both group runs of the fleet run to start",
+                    )
+                    client.set_flow_run_state(cancelled, Cancelling(), force=True)
+                    (run,) = final(client, [cancelled])
+                    assert run.state_type.value == "CANCELLED"
+                    groups = final(client, [c.id for c in kids(client, cancelled)], timeout=120)
+                    assert [c.state_type.value for c in groups] == ["CANCELLED", "CANCELLED"]
+                finally:
+                    stop(waiting)
 
                 # a new fleet run that may wait one second: its groups cannot finish by then
                 hurried = client.create_flow_run_from_deployment(
@@ -291,6 +326,14 @@ def fleet_table(client, parent) -> list[dict]:
     from tests.test_serving import artifacts_of
 
     return json.loads(artifacts_of(client, parent)["loads-fleet"].data)
+
+
+def kids(client, parent):
+    """The group runs a fleet run started."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    only = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
+    return client.read_flow_runs(flow_run_filter=only)
 
 
 def group_runs(client):
