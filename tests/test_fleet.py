@@ -198,7 +198,7 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
             ],
             env,
         )
-        with process_workers(POOL, api_url, tmp_path, 2):
+        with process_workers(POOL, api_url, tmp_path, 2, query_seconds=2):
             with client_for(api_url) as client:
                 parent = client.create_flow_run_from_deployment(
                     client.read_deployment_by_name("forecast-fleet/fleet").id
@@ -317,6 +317,44 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
             assert read_latest(groups, "high").forecast["unique_id"].nunique() == 2
             with pytest.raises(PublishError):
                 read_latest(groups, "middle")
+
+            # `forecast fleet` runs the fleet run in its own process, with no runner to stop
+            # it: it sees its cancellation while it waits and cancels its groups itself
+            command = [*CLI, "fleet", "--name", "stopped", "--groups", "2", *options]
+            command += ["--deployment", "slow-group/slow-group"]
+            waiting = subprocess.Popen(
+                command,
+                env=env,
+                cwd=PROJECT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            try:
+                with client_for(api_url) as client:
+                    parent = wait_for(
+                        lambda: [
+                            r.id for r in running_fleets(client) if len(kids(client, r.id)) == 2
+                        ],
+                        120,
+                        "the fleet run of forecast fleet to start its groups",
+                    )[0]
+                    wait_for(
+                        lambda: {c.state_type.value for c in kids(client, parent)} == {"RUNNING"},
+                        120,
+                        "both group runs of forecast fleet to start",
+                    )
+                    client.set_flow_run_state(parent, Cancelling(), force=True)
+                    assert waiting.wait(timeout=120) == 1
+                    assert waiting.stderr is not None
+                    assert waiting.stderr.read().strip().splitlines()[-1] == (
+                        "Error: The fleet run was cancelled, and so were its unfinished groups."
+                    )
+                    groups = final(client, [c.id for c in kids(client, parent)], timeout=120)
+                    assert [c.state_type.value for c in groups] == ["CANCELLED", "CANCELLED"]
+            finally:
+                stop(waiting)
     assert not list(tmp_path.rglob("*.db"))  # every process used the PostgreSQL-backed server
 
 
@@ -334,6 +372,23 @@ def kids(client, parent):
 
     only = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
     return client.read_flow_runs(flow_run_filter=only)
+
+
+def running_fleets(client):
+    """Fleet runs now running."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+
+    running = FlowRunFilterState(type=FlowRunFilterStateType(any_=["RUNNING"]))
+    return client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=["forecast-fleet"])),
+        flow_run_filter=FlowRunFilter(state=running),
+    )
 
 
 def group_runs(client):

@@ -35,15 +35,18 @@ def prefect(arguments: list[str], env: dict[str, str]) -> None:
 
 @contextmanager
 def process_workers(
-    pool: str, api_url: str, folder: Path, count: int
+    pool: str, api_url: str, folder: Path, count: int, query_seconds: float | None = None
 ) -> Iterator[list[subprocess.Popen]]:
     """Starts `count` `prefect worker start --pool POOL --limit 1` processes from the project
     root, each with a Prefect home and a log (`worker-<i>.log`) in `folder`, and stops them
-    and their flow runs by PID at the end."""
+    and their flow runs by PID at the end. `query_seconds`: how often they look for work
+    (Prefect's default, 10 s, when None)."""
     workers = []
     try:
         for index in range(count):
             env = client_environment(folder / f"worker-{index}", api_url)
+            if query_seconds is not None:
+                env["PREFECT_WORKER_QUERY_SECONDS"] = str(query_seconds)
             log = open(folder / f"worker-{index}.log", "w")  # noqa: SIM115 - the worker owns it
             workers.append(
                 subprocess.Popen(
