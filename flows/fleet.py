@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import cast
+from typing import Annotated, cast
 from uuid import UUID
 
-from prefect import flow
+from prefect import Flow, flow
 from prefect.artifacts import create_table_artifact
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
+from prefect.states import Cancelled, Cancelling, Failed, State
+from pydantic import Field
 
 from flows import artifacts, scheduling
 from flows.pipeline import install_log_filter
@@ -29,18 +31,39 @@ GROUP_DEPLOYMENT = "forecast-pipeline/fleet-group"
 POLL_SECONDS = 2.0
 
 
-@flow(name="forecast-fleet", validate_parameters=True)
+def _cancel_groups(flow: Flow, flow_run: FlowRun, state: State) -> None:
+    """The on_cancellation hook: cancels the group runs this run started that have not
+    finished. A runner or worker that stops the fleet run's process runs it; a fleet run with
+    no runner (`forecast fleet`) sees its own cancellation while it waits instead."""
+    with get_client(sync_client=True) as client:
+        only = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run.id]))
+        _cancel(client, [child.id for child in client.read_flow_runs(flow_run_filter=only)])
+
+
+@flow(name="forecast-fleet", validate_parameters=True, on_cancellation=[_cancel_groups])
 def forecast_fleet(
     config: PipelineConfig | None = None,
     group_column: str | None = None,
     groups: int | None = None,
     deployment: str = GROUP_DEPLOYMENT,
+    wait_timeout_seconds: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description="Seconds to wait for every group run after starting them; when they "
+            "run out, the fleet run fails naming the groups still running. Empty: no limit.",
+        ),
+    ] = None,
 ) -> dict | State:
     """Splits the data into groups (by `group_column`, or into `groups` groups by a stable hash
     of each series' id), runs deployment `deployment` (a forecast-pipeline) once per group with
     the group's data, publishing to `<output_dir>/<name>/groups/<group>/`, and fails when any
-    group fails (the others' publications stand). Rerunning this flow run starts no second
-    child run for a group: each child carries an idempotency key of this run and its group."""
+    group fails (the others' publications stand), naming each failed group and its run's
+    reason. Rerunning this flow run starts no second child run for a group: each child
+    carries an idempotency key of this run and its group. Cancelling this run cancels its
+    unfinished group runs. With `wait_timeout_seconds`, the run fails when its groups have not
+    all finished that long after they were started, naming the groups still running (they run
+    on and may still publish)."""
     install_log_filter()
     config = config or PipelineConfig()
     try:
@@ -68,35 +91,72 @@ def forecast_fleet(
         for member in members
     ]
     logger.info(f"Started {len(children)} group runs of {deployment}")
-    finished = _wait([child.id for child in children])
+    finished = _wait(parent, [child.id for child in children], wait_timeout_seconds)
+    if finished is None:
+        return Cancelled(message="The fleet run was cancelled, and so were its unfinished groups.")
+    if len(finished) < len(children):
+        running = [m.name for m, c in zip(members, children, strict=True) if c.id not in finished]
+        return Failed(
+            message=f"{len(running)} of {len(children)} groups still run after "
+            f"wait_timeout_seconds={wait_timeout_seconds:g}: {', '.join(running)}. They run on "
+            "and may still publish; raise the timeout, or add workers to the pool."
+        )
     rows = [
         _row(member, finished[child.id]) for member, child in zip(members, children, strict=True)
     ]
     _report(config.name, rows)
-    failed = [row["group"] for row in rows if row["state"] != "COMPLETED"]
+    failed = [
+        f"{r['group']} {r['state']}: {r['reason']}" for r in rows if r["state"] != "COMPLETED"
+    ]
     if failed:
-        return Failed(message=f"{len(failed)} of {len(rows)} groups did not complete: {failed}")
+        return Failed(
+            message=f"{len(failed)} of {len(rows)} groups did not complete: {'; '.join(failed)}"
+        )
     return {"groups": rows, "path": str(fleet.groups_dir(config.output_dir, config.name))}
 
 
-def _wait(ids: list[UUID]) -> dict[UUID, FlowRun]:
-    """Polls the child runs until every one is in a final state."""
+def _wait(
+    parent: UUID, ids: list[UUID], timeout: float | None = None
+) -> dict[UUID, FlowRun] | None:
+    """Polls the child runs until every one is in a final state, or `timeout` seconds have
+    passed; returns those in a final state. When the parent run is cancelled meanwhile (from
+    the UI, the API or `prefect flow-run cancel`), cancels the unfinished children and
+    returns None."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     finished: dict[UUID, FlowRun] = {}
     with get_client(sync_client=True) as client:
         while len(finished) < len(ids):
+            own = client.read_flow_run(parent).state
+            if own is not None and (own.is_cancelling() or own.is_cancelled()):
+                _cancel(client, [run_id for run_id in ids if run_id not in finished])
+                return None
             for run_id in ids:
                 if run_id not in finished:
                     run = client.read_flow_run(run_id)
                     if run.state is not None and run.state.is_final():
                         finished[run_id] = run
-            if len(finished) < len(ids):
-                time.sleep(POLL_SECONDS)
+            if len(finished) == len(ids) or (deadline is not None and time.monotonic() > deadline):
+                break
+            time.sleep(POLL_SECONDS)
     return finished
 
 
+def _cancel(client: SyncPrefectClient, ids: list[UUID]) -> None:
+    """Cancels child runs as Prefect does: one not yet picked up by a worker at once, one a
+    worker holds through Cancelling (its worker then stops the run's process)."""
+    for run_id in ids:
+        state = client.read_flow_run(run_id).state
+        if state is None or state.is_final():
+            continue
+        message = "The fleet run was cancelled."
+        cancel = Cancelled if state.is_scheduled() else Cancelling
+        client.set_flow_run_state(run_id, cancel(message=message), force=True)
+
+
 def _row(member: fleet.Group, run: FlowRun) -> dict:
-    """One line of the table: the group's child run, its state, and what it published."""
-    champion, path = "", ""
+    """One line of the table: the group's child run, its state, what it published, and for a
+    run that did not complete the first line of its state's message."""
+    champion, path, reason = "", "", ""
     if run.state is not None and run.state.is_completed():
         try:
             published = read_latest(member.config.output_dir, member.name)
@@ -104,6 +164,9 @@ def _row(member: fleet.Group, run: FlowRun) -> dict:
             path = str(published.path)
         except PublishError as error:  # a superseded run publishes nothing
             path = str(error)
+    else:
+        message = (run.state.message if run.state is not None else None) or "no reason given"
+        reason = message.strip().splitlines()[0]
     return {
         "group": member.name,
         "child run": run.name,
@@ -111,6 +174,7 @@ def _row(member: fleet.Group, run: FlowRun) -> dict:
         "champion": champion,
         "series": member.series,
         "path": path,
+        "reason": reason,
     }
 
 

@@ -16,16 +16,10 @@ import pytest
 from forecasting import fleet, read_latest
 from forecasting.config import build_config
 from forecasting.errors import ConfigError, DataValidationError, PublishError
-from tests.helpers.prefect_server import (
-    CLI,
-    PREFECT,
-    PROJECT,
-    own_prefect_environment,
-    prefect_server,
-    stop,
-)
+from tests.helpers.prefect_server import CLI, PREFECT, PROJECT, prefect_server, stop
+from tests.helpers.workers import client_environment, prefect, process_workers
 from tests.test_postgres_server import postgres  # noqa: F401 - the fixture
-from tests.test_serving import client_for, final
+from tests.test_serving import client_for, final, wait_for
 
 SERIES = ["HUFL", "HULL", "MUFL", "MULL"]
 POOL = "fleet-test"
@@ -168,6 +162,11 @@ def deploy_file(folder: Path, config) -> Path:
                 "work_pool": {"name": POOL},
             },
             {
+                "name": "slow-group",
+                "entrypoint": "tests/helpers/slow_group.py:slow_group",
+                "work_pool": {"name": POOL},
+            },
+            {
                 "name": "fleet",
                 "entrypoint": "flows/fleet.py:forecast_fleet",
                 "work_pool": {"name": PARENT_POOL},
@@ -178,15 +177,6 @@ def deploy_file(folder: Path, config) -> Path:
     path = folder / "prefect.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
-
-
-def client_environment(home: Path, api_url: str) -> dict[str, str]:
-    """A client of the server at `api_url` with a Prefect home of its own."""
-    return {**own_prefect_environment(home), "PREFECT_API_URL": api_url}
-
-
-def prefect(arguments: list[str], env: dict[str, str]) -> None:
-    subprocess.run([PREFECT, *arguments], env=env, cwd=PROJECT, check=True, capture_output=True)
 
 
 @pytest.mark.slow
@@ -208,21 +198,7 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
             ],
             env,
         )
-        workers = []
-        for index in range(2):
-            worker_env = client_environment(tmp_path / f"worker-{index}", api_url)
-            log = open(tmp_path / f"worker-{index}.log", "w")  # noqa: SIM115 - the worker owns it
-            workers.append(
-                subprocess.Popen(
-                    [PREFECT, "worker", "start", "--pool", POOL, "--limit", "1"],
-                    cwd=PROJECT,
-                    env=worker_env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-        try:
+        with process_workers(POOL, api_url, tmp_path, 2, query_seconds=2):
             with client_for(api_url) as client:
                 parent = client.create_flow_run_from_deployment(
                     client.read_deployment_by_name("forecast-fleet/fleet").id
@@ -247,7 +223,7 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
                     assert published.manifest["champion"]["model"] in MODEL["candidates"]
 
                 # rerun the same parent run: it finds its children by their keys
-                from prefect.states import Scheduled
+                from prefect.states import Cancelling, Scheduled
 
                 client.set_flow_run_state(parent, Scheduled(), force=True)
                 subprocess.run(execute, env=env, cwd=PROJECT, capture_output=True, check=True)
@@ -261,9 +237,58 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
                 ]
                 assert {row["champion"] for row in table} <= set(MODEL["candidates"])
                 assert all(Path(row["path"]).parent.parent.name in ("0", "1") for row in table)
+                assert {row["reason"] for row in table} == {""}
+
+                # cancelling a fleet run while its groups run (they sleep) cancels them
+                cancelled = client.create_flow_run_from_deployment(
+                    client.read_deployment_by_name("forecast-fleet/fleet").id,
+                    parameters={"deployment": "slow-group/slow-group"},
+                ).id
+                waiting = subprocess.Popen(
+                    [PREFECT, "flow-run", "execute", str(cancelled)],
+                    env=env,
+                    cwd=PROJECT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                try:
+                    wait_for(
+                        lambda: (
+                            [c.state_type.value for c in kids(client, cancelled)]
+                            == ["RUNNING", "RUNNING"]
+                        ),
+                        120,
+                        "both group runs of the fleet run to start",
+                    )
+                    client.set_flow_run_state(cancelled, Cancelling(), force=True)
+                    (run,) = final(client, [cancelled])
+                    assert run.state_type.value == "CANCELLED"
+                    groups = final(client, [c.id for c in kids(client, cancelled)], timeout=120)
+                    assert [c.state_type.value for c in groups] == ["CANCELLED", "CANCELLED"]
+                finally:
+                    stop(waiting)
+
+                # a new fleet run that may wait one second: its groups cannot finish by then
+                hurried = client.create_flow_run_from_deployment(
+                    client.read_deployment_by_name("forecast-fleet/fleet").id,
+                    parameters={"wait_timeout_seconds": 1},
+                ).id
+                subprocess.run(
+                    [PREFECT, "flow-run", "execute", str(hurried)],
+                    env=env,
+                    cwd=PROJECT,
+                    capture_output=True,
+                )
+                (run,) = final(client, [hurried])
+                assert run.state_type.value == "FAILED"
+                assert run.state.message.startswith(
+                    "2 of 2 groups still run after wait_timeout_seconds=1: 0, 1."
+                )
 
             # `forecast fleet` by site, where the middle site's series are too short: that
-            # group fails, the high site publishes, and the command says which group failed
+            # group fails, the high site publishes, and the command names the failed group and
+            # its run's reason, which names the group's own data file
             mixed = tmp_path / "mixed.csv"
             rows = pd.read_csv(config.data.path, dtype=str)
             rows[(rows.site == "high") | (rows.date < "2016-07-02")].to_csv(mixed, index=False)
@@ -284,14 +309,52 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
                 timeout=240,
             )
             assert done.returncode == 1, done.stderr[-3000:]
-            assert "Error: 1 of 2 groups did not complete: ['middle']" in done.stderr
+            (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+            assert line.startswith("Error: 1 of 2 groups did not complete: middle FAILED: ")
+            assert f"{tmp_path / 'out' / 'mixed' / 'inputs' / 'middle.csv'}" in line
+            assert "too short" in line
             groups = tmp_path / "out" / "mixed" / "groups"
             assert read_latest(groups, "high").forecast["unique_id"].nunique() == 2
             with pytest.raises(PublishError):
                 read_latest(groups, "middle")
-        finally:
-            for worker in workers:
-                stop(worker)
+
+            # `forecast fleet` runs the fleet run in its own process, with no runner to stop
+            # it: it sees its cancellation while it waits and cancels its groups itself
+            command = [*CLI, "fleet", "--name", "stopped", "--groups", "2", *options]
+            command += ["--deployment", "slow-group/slow-group"]
+            waiting = subprocess.Popen(
+                command,
+                env=env,
+                cwd=PROJECT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            try:
+                with client_for(api_url) as client:
+                    parent = wait_for(
+                        lambda: [
+                            r.id for r in running_fleets(client) if len(kids(client, r.id)) == 2
+                        ],
+                        120,
+                        "the fleet run of forecast fleet to start its groups",
+                    )[0]
+                    wait_for(
+                        lambda: {c.state_type.value for c in kids(client, parent)} == {"RUNNING"},
+                        120,
+                        "both group runs of forecast fleet to start",
+                    )
+                    client.set_flow_run_state(parent, Cancelling(), force=True)
+                    assert waiting.wait(timeout=120) == 1
+                    assert waiting.stderr is not None
+                    assert waiting.stderr.read().strip().splitlines()[-1] == (
+                        "Error: The fleet run was cancelled, and so were its unfinished groups."
+                    )
+                    groups = final(client, [c.id for c in kids(client, parent)], timeout=120)
+                    assert [c.state_type.value for c in groups] == ["CANCELLED", "CANCELLED"]
+            finally:
+                stop(waiting)
     assert not list(tmp_path.rglob("*.db"))  # every process used the PostgreSQL-backed server
 
 
@@ -301,6 +364,31 @@ def fleet_table(client, parent) -> list[dict]:
     from tests.test_serving import artifacts_of
 
     return json.loads(artifacts_of(client, parent)["loads-fleet"].data)
+
+
+def kids(client, parent):
+    """The group runs a fleet run started."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    only = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
+    return client.read_flow_runs(flow_run_filter=only)
+
+
+def running_fleets(client):
+    """Fleet runs now running."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+
+    running = FlowRunFilterState(type=FlowRunFilterStateType(any_=["RUNNING"]))
+    return client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=["forecast-fleet"])),
+        flow_run_filter=FlowRunFilter(state=running),
+    )
 
 
 def group_runs(client):

@@ -5,63 +5,31 @@ locked", and records each run with its artifacts in PostgreSQL, with no SQLite f
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.prefect_server import PROJECT, free_port, prefect_server, start, write_slice
+from tests.helpers.postgres import postgres_database, postgres_missing
+from tests.helpers.prefect_server import prefect_server, start, write_slice
 from tests.test_serving import client_for
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = PROJECT / "deploy" / "postgres.sh"
 RUNS = 4
-
-
-def _postgres_missing() -> str | None:
-    found = shutil.which("initdb") or any(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return None if found else "PostgreSQL is not installed (apt-get install postgresql)"
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """PostgreSQL started by deploy/postgres.sh; yields the Prefect database URL. Stopped by the
     script at the end, and its postmaster's PID checked gone."""
-    missing = _postgres_missing()
+    missing = postgres_missing()
     if missing and os.environ.get("RECURRENT_REQUIRE_POSTGRES") == "1":
         pytest.fail(f"{missing}, and RECURRENT_REQUIRE_POSTGRES=1")
     if missing:
         pytest.skip(missing)
-    folder = Path(tempfile.mkdtemp(prefix="recurrent-pg-"))
-    folder.chmod(0o755)  # as root, the script hands the data folder below it to `postgres`
-    database = folder / "db"
-    started = subprocess.run(
-        [str(SCRIPT), "start", str(database), str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert started.returncode == 0, started.stderr
-    pid = int((database / "data" / "postmaster.pid").read_text().split()[0])
-    try:
-        yield started.stdout.strip()
-    finally:
-        subprocess.run([str(SCRIPT), "stop", str(database)], check=True, timeout=120)
-        assert not _alive(pid), f"PostgreSQL (PID {pid}) still runs after deploy/postgres.sh stop"
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` still runs: a zombie (exited, not yet reaped by PID 1) does not."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return False
-    return fields[0] != "Z"
+    with postgres_database() as (url, _):
+        yield url
 
 
 def test_concurrent_runs_against_a_postgres_backed_server(postgres: str, tmp_path: Path) -> None:
