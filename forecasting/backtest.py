@@ -3,6 +3,7 @@ per-window errors that intervals, the Diebold-Mariano test and the leaderboard s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,17 @@ class Backtest:
         window_loss = self.abs_scaled_errors(kind).mean(axis=1)
         return pd.Series(window_loss).groupby(cutoffs).mean().sort_index().to_numpy()
 
+    def part(self, rows: slice) -> Backtest:
+        """The windows `rows` (views, not copies)."""
+        return Backtest(
+            y=self.y[rows],
+            scale=self.scale[rows],
+            fold=self.fold[rows],
+            series=self.series[rows],
+            target_start=self.target_start[rows],
+            predictions={kind: y_hat[rows] for kind, y_hat in self.predictions.items()},
+        )
+
     def cutoffs(self, dates: list[np.ndarray]) -> np.ndarray:
         """Each window's cutoff: the timestamp of its last input step."""
         return np.array(
@@ -65,6 +77,17 @@ def collect(folds: list[Windows], results: list[CandidateResult], season_length:
         target_start=np.concatenate([w.test.target_start for w in folds]),
         predictions={r.kind: np.concatenate(r.predictions) for r in finished},
     )
+
+
+def backtest_parts(
+    backtest: Backtest, series_ids: list[str], dates: list[np.ndarray], rows: int = 1024 * 1024
+) -> Iterator[pd.DataFrame]:
+    """`backtest_frame` a few windows at a time, about `rows` rows each (at least one frame,
+    empty when there are no windows): a backtest of many series is millions of rows."""
+    n_windows, horizon = backtest.y.shape
+    step = max(1, rows // max(horizon, 1))
+    for first in range(0, max(n_windows, 1), step):
+        yield backtest_frame(backtest.part(slice(first, first + step)), series_ids, dates)
 
 
 def series_dates(frame: pd.DataFrame) -> list[np.ndarray]:

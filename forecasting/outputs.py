@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting import execution
-from forecasting.backtest import Backtest, backtest_frame
+from forecasting.backtest import Backtest, backtest_parts
 from forecasting.config import ModelConfig, PipelineConfig
 from forecasting.errors import TrainingError
 from forecasting.evaluation import insample_scale, predict_descaled
@@ -386,7 +386,7 @@ def assemble_run(
         ignore_index=True,
     )
     board = leaderboard(results, evidence, config.evaluation.metric)
-    backtest = backtest_frame(evidence.backtest, windows.series_ids, evidence.dates)
+    backtest = backtest_parts(evidence.backtest, windows.series_ids, evidence.dates)
     files = frame_files(forecast, candidates, board, backtest)
     champion = next(r for r in results if r.kind == choice.model)
     model_file = spec(champion.kind).model_file

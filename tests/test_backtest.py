@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecasting.backtest import BACKTEST_KEYS, backtest_frame, collect, series_dates
+from forecasting.backtest import (
+    BACKTEST_KEYS,
+    backtest_frame,
+    backtest_parts,
+    collect,
+    series_dates,
+)
 from forecasting.config import EvaluationConfig, ModelConfig
 from forecasting.evaluation import held_out_truth
 from forecasting.training import CandidateResult
@@ -64,3 +70,24 @@ def test_oracle_backtest_has_exact_cutoffs_windows_and_truth() -> None:
     assert len(backtest.origin_losses("oracle", backtest.cutoffs(series_dates(frame)))) == len(
         table["cutoff"].unique()
     )
+
+
+def test_the_backtest_in_parts_is_the_whole_table_and_one_parquet_file() -> None:
+    import io
+
+    from forecasting.store.formats import parquet_bytes
+
+    frame = arange_panel()
+    folds = make_folds(frame, ["y"], MODEL, EVALUATION)
+    oracle = CandidateResult("oracle", "ok", predictions=[held_out_truth(w) + 0.5 for w in folds])
+    backtest = collect(folds, [oracle], season_length=1)
+    args = (folds[-1].series_ids, series_dates(frame))
+    whole = backtest_frame(backtest, *args)
+    parts = list(backtest_parts(backtest, *args, rows=4 * 7))  # 7 windows of 4 steps a part
+    assert [len(part) for part in parts] == [28] * 4 + [8]
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
+    written = pd.read_parquet(io.BytesIO(parquet_bytes(backtest_parts(backtest, *args, rows=28))))
+    pd.testing.assert_frame_equal(written, whole)
+    empty = backtest.part(slice(0, 0))
+    (nothing,) = backtest_parts(empty, *args)
+    assert list(nothing.columns) == list(whole.columns) and nothing.empty

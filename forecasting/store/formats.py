@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -14,10 +16,11 @@ def frame_files(
     forecast: pd.DataFrame,
     candidates: pd.DataFrame,
     leaderboard: pd.DataFrame,
-    backtest: pd.DataFrame,
+    backtest: pd.DataFrame | Iterable[pd.DataFrame],
 ) -> dict[str, bytes]:
     """Serializes the run's tables: forecast as CSV (ISO-8601 `ds`, `as_of`) and Parquet, its
-    columns in the readers' contract order (`FORECAST_COLUMNS`), and the backtest."""
+    columns in the readers' contract order (`FORECAST_COLUMNS`), and the backtest (whole, or
+    in parts that are written one after another)."""
     forecast = forecast[FORECAST_COLUMNS]
     candidates = candidates[FORECAST_COLUMNS]
     text = forecast.copy()
@@ -37,20 +40,24 @@ def json_bytes(document: dict) -> bytes:
     return (json.dumps(document, indent=2, sort_keys=False, default=str) + "\n").encode()
 
 
-# Rows per Parquet row group, converted to Arrow one group at a time (pyarrow's own default
-# group size), so a backtest of millions of rows is never a second time in memory whole.
+# Rows per Parquet row group (pyarrow's own default), converted to Arrow one group at a time,
+# so a table of millions of rows is never a second time in memory whole.
 ROWS_PER_GROUP = 1024 * 1024
 
 
-def parquet_bytes(frame: pd.DataFrame) -> bytes:
-    """`frame` as a Parquet file (pandas' schema metadata included, no index)."""
+def parquet_bytes(frame: pd.DataFrame | Iterable[pd.DataFrame]) -> bytes:
+    """A Parquet file (pandas' schema metadata included, no index) of `frame`, or of the
+    frames in turn, which share the first one's columns and dtypes (at least one frame)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    parts = iter([frame] if isinstance(frame, pd.DataFrame) else frame)
+    first = next(parts)
     buffer = io.BytesIO()
-    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    schema = pa.Schema.from_pandas(first, preserve_index=False)
     with pq.ParquetWriter(buffer, schema) as writer:
-        for start in range(0, max(len(frame), 1), ROWS_PER_GROUP):
-            part = frame.iloc[start : start + ROWS_PER_GROUP]
-            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
+        for whole in itertools.chain([first], parts):
+            for start in range(0, max(len(whole), 1), ROWS_PER_GROUP):
+                part = whole.iloc[start : start + ROWS_PER_GROUP]
+                writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
     return buffer.getvalue()
