@@ -107,6 +107,14 @@ def fleet(
     deployment: Annotated[
         str, typer.Option(help="forecast-pipeline deployment that runs each group.")
     ] = "forecast-pipeline/fleet-group",
+    wait_timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            min=0.001,
+            help="Fail when the groups have not all finished after this long (they go on).",
+        ),
+    ] = None,
     config_file: ConfigFile = None,
     **given: object,
 ) -> None:
@@ -127,7 +135,9 @@ def fleet(
     environment.prepare()
     from flows.fleet import forecast_fleet
 
-    state = forecast_fleet(config, group_column, groups, deployment, return_state=True)
+    state = forecast_fleet(
+        config, group_column, groups, deployment, wait_timeout, return_state=True
+    )
     if not state.is_completed():
         typer.echo(f"Error: {state.message}", err=True)
         raise typer.Exit(FLOW_FAILED_EXIT)

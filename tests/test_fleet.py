@@ -355,6 +355,18 @@ def test_a_fleet_runs_on_two_workers_once_per_group(tmp_path, postgres: str) -> 
                     assert [c.state_type.value for c in groups] == ["CANCELLED", "CANCELLED"]
             finally:
                 stop(waiting)
+
+            # --wait-timeout: no group run even starts within a second (workers look for work
+            # every 2 s), so the command fails; the groups run on and end by themselves
+            command = [*CLI, "fleet", "--name", "hurried", "--groups", "2", *options]
+            command += ["--wait-timeout", "1"]
+            hurried = subprocess.run(command, env=env, cwd=PROJECT, capture_output=True, text=True)
+            assert hurried.returncode == 1, hurried.stderr[-2000:]
+            assert (
+                hurried.stderr.strip()
+                .splitlines()[-1]
+                .startswith("Error: 2 of 2 groups still run after wait_timeout_seconds=1: 0, 1.")
+            )
     assert not list(tmp_path.rglob("*.db"))  # every process used the PostgreSQL-backed server
 
 
