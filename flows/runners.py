@@ -10,7 +10,9 @@ publishes. A worker that dies fails only its own candidate.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager
@@ -25,6 +27,7 @@ from forecasting.config import ExecutionConfig, PipelineConfig
 from forecasting.pipeline import FanOut
 
 T = TypeVar("T")
+_DONE = object()
 
 # A test hook: a worker given this kind exits at once, as a worker killed mid-run would.
 EXIT_HOOK = "RECURRENT_TEST_WORKER_EXIT"
@@ -64,9 +67,18 @@ class WorkerFanOut:
         self, function: Callable[..., T], items: Sequence[Any], /, *args: Any
     ) -> Iterator[T | BaseException]:
         with self._runner(self.workers) as runner:
-            futures = [self._submit(runner, function, item, args) for item in items]
-            for item, future in zip(items, futures, strict=True):
+            # Submitting pickles the arguments (every fold's data) in this process: keep at
+            # most one task per worker submitted, the next going in as the oldest finishes.
+            waiting = iter(items)
+            running = deque(
+                (item, self._submit(runner, function, item, args))
+                for item in itertools.islice(waiting, self.workers)
+            )
+            while running:
+                item, future = running.popleft()
                 outcome = _outcome(future)
+                if (following := next(waiting, _DONE)) is not _DONE:
+                    running.append((following, self._submit(runner, function, following, args)))
                 if isinstance(outcome, BrokenProcessPool):
                     # A dead worker breaks the whole pool and every candidate still in it:
                     # each of those trains again alone, so only the one that dies fails.
@@ -78,9 +90,14 @@ class WorkerFanOut:
             return _outcome(self._submit(runner, function, item, args))
 
     def _submit(self, runner: TaskRunner, function: Callable, item: Any, args: tuple) -> Any:
+        """The task's future, or the exception submitting it raised (a pool a dead worker
+        broke refuses new tasks)."""
         named = _WORKER_TASK.with_options(task_run_name=f"{function.__name__}-{item}")
         parameters = {"function": function, "item": item, "arguments": args}
-        return runner.submit(named, parameters={**parameters, "workers": self.workers})
+        try:
+            return runner.submit(named, parameters={**parameters, "workers": self.workers})
+        except Exception as error:  # noqa: BLE001 - that candidate's outcome, handled as one
+            return error
 
     def _runner(self, workers: int) -> AbstractContextManager[TaskRunner]:
         if self.settings.task_runner == "processes":
@@ -90,6 +107,8 @@ class WorkerFanOut:
 
 def _outcome(future: Any) -> Any:
     """The future's result, or the exception that came instead (a worker died)."""
+    if isinstance(future, BaseException):
+        return future
     try:
         return future.result()
     except Exception as error:  # noqa: BLE001 - the pipeline records it as the candidate's failure
