@@ -6,8 +6,8 @@ instead, against a Prefect server on PostgreSQL (deploy/postgres.sh) with `--wor
 workers of deploy/prefect.yaml's `fleet-group` deployment, all started for the measurement
 and stopped by PID after it.
 
-    uv run --group bench python benchmarks/scale.py [--sizes 10,100]
-        [--runners sequential,processes,dask,fleet] [--workers 2] [--windows-per-series 256]
+    uv run --group bench python benchmarks/scale.py [--sizes 10,100,1000]
+        [--runners sequential,processes,dask,fleet] [--workers 2] [--windows-per-series 32]
         [-- extra forecast run options]
 
 Per run: wall and CPU seconds (the whole process tree), the peak resident memory of the
@@ -279,12 +279,14 @@ def row(runner: str, workers: int, args: argparse.Namespace, costs: tuple, manif
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10,100")
+    parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument(
-        "--runners", default="sequential,processes", help="of sequential, processes, dask, fleet"
+        "--runners",
+        default="sequential,processes,dask,fleet",
+        help="of sequential, processes, dask, fleet",
     )
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--windows-per-series", type=int, default=256)
+    parser.add_argument("--windows-per-series", type=int, default=32)
     parser.add_argument("extra", nargs="*", help="more forecast run options, after --")
     args = parser.parse_args()
     report = Report("scale", "forecast run on N one-year hourly series", SEED)
