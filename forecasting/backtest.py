@@ -67,15 +67,23 @@ class Backtest:
 
 
 def collect(folds: list[Windows], results: list[CandidateResult], season_length: int) -> Backtest:
-    """Stacks the folds' test windows, truths and each finished candidate's forecasts."""
+    """Stacks the folds' test windows, truths and each finished candidate's forecasts.
+
+    The forecasts move: each result's per-fold list is emptied once stacked, so a backtest
+    of many series is not held twice.
+    """
     finished = [r for r in results if r.ok]
+    predictions = {}
+    for result in finished:
+        predictions[result.kind] = np.concatenate(result.predictions)
+        result.predictions.clear()
     return Backtest(
         y=np.concatenate([held_out_truth(w) for w in folds]),
         scale=np.concatenate([insample_scale(w, season_length)[w.test.series] for w in folds]),
         fold=np.concatenate([np.full(len(w.test), i) for i, w in enumerate(folds)]),
         series=np.concatenate([w.test.series for w in folds]),
         target_start=np.concatenate([w.test.target_start for w in folds]),
-        predictions={r.kind: np.concatenate(r.predictions) for r in finished},
+        predictions=predictions,
     )
 
 
