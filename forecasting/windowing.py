@@ -329,8 +329,6 @@ class WindowSet:
     @property
     def series(self) -> np.ndarray:
         """Index into `Windows.series_ids` of each window, shape (n_windows,)."""
-        if self.rows is None:
-            return np.repeat(self.run_series, self.count)
         return self.run_series[self._locate(slice(None))[0]]
 
     @property
@@ -489,7 +487,7 @@ def make_folds(
         stacked, offsets = stack_series(scaling.scale(seen))
         first = np.full(len(seen), model.input_size)
         train, validation, test = (
-            window_set(stacked, starts, ends, model.input_size, model.horizon, offsets)
+            window_set(stacked, offsets, starts, ends, model.input_size, model.horizon)
             for starts, ends in [
                 (first, train_end),
                 (train_end, block_start),
@@ -532,26 +530,23 @@ def _step_of(frame: pd.DataFrame) -> pd.Timedelta:
 
 
 def window_set(
-    scaled: list[np.ndarray] | np.ndarray,
+    stacked: np.ndarray,
+    offsets: np.ndarray,
     starts: np.ndarray,
     ends: np.ndarray,
     input_size: int,
     horizon: int,
-    offsets: np.ndarray | None = None,
 ) -> WindowSet:
     """The windows whose targets lie in [start, end) of each series, series after series.
 
     Args:
-        scaled: Per series, scaled values (length, n_features); or all of them end to end as
-            one float32 array, with `offsets` where each series starts in it.
+        stacked: Every series' scaled values end to end (see `stack_series`), with `offsets`
+            where each one starts.
     """
-    if isinstance(scaled, list):
-        scaled, offsets = stack_series(scaled)
-    assert offsets is not None, "stacked values need their offsets"
     first = np.maximum(starts, input_size)
     return WindowSet(
-        values=scaled,
-        offset=np.asarray(offsets),
+        values=stacked,
+        offset=offsets,
         first=first,
         count=np.maximum(np.asarray(ends) - horizon + 1 - first, 0),
         run_series=np.arange(len(first)),
@@ -568,10 +563,10 @@ def stack_series(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def full_history_windows(windows: Windows, input_size: int, horizon: int) -> WindowSet:
     """All windows of every series up to its last observation, scaled as in training."""
-    scaled = windows.scaling.scale(windows.values)
-    starts = np.full(len(scaled), input_size)
-    ends = np.array([len(v) for v in scaled])
-    return window_set(scaled, starts, ends, input_size, horizon)
+    stacked, offsets = stack_series(windows.scaling.scale(windows.values))
+    starts = np.full(len(offsets), input_size)
+    ends = np.array([len(v) for v in windows.values])
+    return window_set(stacked, offsets, starts, ends, input_size, horizon)
 
 
 def last_inputs(windows: Windows, input_size: int) -> np.ndarray:

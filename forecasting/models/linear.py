@@ -40,6 +40,12 @@ def last_value_shift(inputs: np.ndarray, normalize: bool) -> tuple[np.ndarray, n
     return shifted, level
 
 
+def require_windows(windows: WindowSet, split: str) -> None:
+    """Raises ValueError naming `split` when `windows` is empty."""
+    if len(windows) == 0:
+        raise ValueError(f"The {split} windows are empty. Received: {split} windows=0")
+
+
 def regression_data(
     windows: WindowSet, split: str, normalize: bool, dtype: type | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -49,8 +55,7 @@ def regression_data(
     Raises:
         ValueError: The windows are empty or hold NaN or infinite values.
     """
-    if len(windows) == 0:
-        raise ValueError(f"The {split} windows are empty. Received: {split} windows=0")
+    require_windows(windows, split)
     inputs, targets = windows.take()
     for name, values in (("inputs", inputs), ("targets", targets)):
         bad = ~np.isfinite(values)
@@ -74,8 +79,7 @@ def regression_chunks(windows: WindowSet, split: str, normalize: bool, dtype: ty
     Raises:
         ValueError: As `regression_data`.
     """
-    if len(windows) == 0:
-        raise ValueError(f"The {split} windows are empty. Received: {split} windows=0")
+    require_windows(windows, split)
     for chunk in windows.chunks():
         yield regression_data(chunk, split, normalize, dtype)
 
@@ -187,8 +191,7 @@ class LinearForecaster:
             count += targets.size
             for index, (coefficients, intercept) in enumerate(solutions):
                 squared[index] += np.sum((features @ coefficients + intercept - targets) ** 2)
-        errors = squared / count
-        self.validation_mse = np.array(errors)
+        self.validation_mse = squared / count
         # argmin returns the first minimum, so scanning from the largest alpha breaks ties there.
         best = len(ALPHAS) - 1 - int(np.argmin(self.validation_mse[::-1]))
         self.alpha = float(ALPHAS[best])

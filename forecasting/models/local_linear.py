@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from forecasting.models.linear import RIDGE_RECIPE, last_value_shift, regression_data
+from forecasting.models.linear import (
+    RIDGE_RECIPE,
+    last_value_shift,
+    regression_data,
+    require_windows,
+)
 from forecasting.models.registry import KERAS_FILE, ModelSpec
 
 if TYPE_CHECKING:
@@ -184,9 +189,8 @@ class LocalLinearForecaster:
         Raises:
             ValueError: A split is empty or holds NaN or infinite values.
         """
-        for split, windows in (("train", train), ("validation", validation)):
-            if len(windows) == 0:
-                raise ValueError(f"The {split} windows are empty. Received: {split} windows=0")
+        require_windows(train, "train")
+        require_windows(validation, "validation")
         n_series = int(max(train.series.max(), validation.series.max())) + 1
         self.alpha, self.validation_mae = np.empty(n_series), np.empty((len(ALPHAS), n_series))
         n_inputs = int(np.prod(train.window_shape))

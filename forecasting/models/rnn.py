@@ -273,7 +273,12 @@ class RNNForecaster:
         capped = cap is not None and np.bincount(windows.series).max() > cap
         if capped or windows.nbytes > WHOLE_BYTES:
             batches = _window_batches()(
-                self._cut, windows, cap, self.config.batch_size, self.seed, training
+                self._cut,
+                windows,
+                cap if capped else None,
+                self.config.batch_size,
+                self.seed,
+                training,
             )
             return {"x": batches}
         x, y, weight = self._cut(windows, np.arange(len(windows)))
@@ -430,18 +435,16 @@ def _window_batches():
 
         With `shuffle` (training), every epoch visits the windows in a fresh order drawn from a
         generator seeded once, so the same seed draws the same batches; with `cap` set and
-        exceeded, an epoch visits at most `cap` windows of each series (`draw_per_series`),
-        drawn afresh every epoch, or once and kept when not shuffling (validation).
+        (None: no cap; the caller leaves it out when no series exceeds it), an epoch visits at
+        most `cap` windows of each series (`draw_per_series`), drawn afresh every epoch, or once
+        and kept when not shuffling (validation).
         """
 
         def __init__(self, cut, windows, cap, batch_size, seed, shuffle) -> None:
             super().__init__()
             self.cut, self.windows, self.cap = cut, windows, cap
             self.batch_size, self.shuffle = batch_size, shuffle
-            # each window's series, kept while some series has more windows than the cap
-            self.series = windows.series if cap is not None else None
-            if self.series is not None and np.bincount(self.series).max() <= cap:
-                self.series = None
+            self.series = windows.series if cap is not None else None  # what the cap draws by
             self.rng = np.random.default_rng(seed)
             self.rows = self._draw()
 
