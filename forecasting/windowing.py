@@ -487,7 +487,7 @@ def make_folds(
         stacked, offsets = stack_series(scaling.scale(seen))
         first = np.full(len(seen), model.input_size)
         train, validation, test = (
-            window_set(stacked, offsets, starts, ends, model.input_size, model.horizon)
+            window_set(stacked, starts, ends, model.input_size, model.horizon, offsets)
             for starts, ends in [
                 (first, train_end),
                 (train_end, block_start),
@@ -530,23 +530,26 @@ def _step_of(frame: pd.DataFrame) -> pd.Timedelta:
 
 
 def window_set(
-    stacked: np.ndarray,
-    offsets: np.ndarray,
+    scaled: list[np.ndarray] | np.ndarray,
     starts: np.ndarray,
     ends: np.ndarray,
     input_size: int,
     horizon: int,
+    offsets: np.ndarray | None = None,
 ) -> WindowSet:
     """The windows whose targets lie in [start, end) of each series, series after series.
 
     Args:
-        stacked: Every series' scaled values end to end (see `stack_series`), with `offsets`
-            where each one starts.
+        scaled: Per series, scaled values (length, n_features); or all of them end to end as
+            one float32 array (see `stack_series`), with `offsets` where each series starts.
     """
+    if isinstance(scaled, list):
+        scaled, offsets = stack_series(scaled)
+    assert offsets is not None, "stacked values need their offsets"
     first = np.maximum(starts, input_size)
     return WindowSet(
-        values=stacked,
-        offset=offsets,
+        values=scaled,
+        offset=np.asarray(offsets),
         first=first,
         count=np.maximum(np.asarray(ends) - horizon + 1 - first, 0),
         run_series=np.arange(len(first)),
@@ -563,10 +566,10 @@ def stack_series(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def full_history_windows(windows: Windows, input_size: int, horizon: int) -> WindowSet:
     """All windows of every series up to its last observation, scaled as in training."""
-    stacked, offsets = stack_series(windows.scaling.scale(windows.values))
-    starts = np.full(len(offsets), input_size)
-    ends = np.array([len(v) for v in windows.values])
-    return window_set(stacked, offsets, starts, ends, input_size, horizon)
+    scaled = windows.scaling.scale(windows.values)
+    starts = np.full(len(scaled), input_size)
+    ends = np.array([len(v) for v in scaled])
+    return window_set(scaled, starts, ends, input_size, horizon)
 
 
 def last_inputs(windows: Windows, input_size: int) -> np.ndarray:
