@@ -1,21 +1,22 @@
 """How does `forecast run` scale with the number of series? A seeded generator of N hourly
 series of one year each (daily and weekly seasonality, a trend with breaks, noise, scales from
 1 to 10,000), then one end-to-end `forecast run` per size and task runner, each in a fresh
-process, Prefect home and output folder; runner `fleet` is `forecast fleet --groups <workers>`
-instead, against a Prefect server on PostgreSQL (deploy/postgres.sh) with `--workers` process
-workers of deploy/prefect.yaml's `fleet-group` deployment, all started for the measurement
-and stopped by PID after it.
+process, Prefect home and output folder. Runner `fleet` is `forecast fleet` instead (groups of
+at most `--series-per-group` series, each run with cores / workers threads) against a Prefect
+server on PostgreSQL (deploy/postgres.sh) with `--workers` process workers of
+deploy/prefect.yaml's `fleet-group` deployment, all started for the measurement and stopped by
+PID after it.
 
     uv run --group bench python benchmarks/scale.py [--sizes 10,100,1000]
         [--runners sequential,processes,dask,fleet] [--workers 2] [--windows-per-series 32]
-        [-- extra forecast run options]
+        [--big] [--series-per-group 500] [--output scale] [-- extra forecast run options]
 
 Per run: wall and CPU seconds (the whole process tree), the peak resident memory of the
 largest single process and of the tree (sampled every 0.2 s), the RNNs' training seconds and
 training windows per second, the champion's backtest MASE, and for the fleet Prefect's
-overhead per group run. Writes benchmarks/results/scale.csv and scale.md. The same script
-runs on a larger machine with `--workers 16`, and `--sizes 10,100,1000` and beyond as memory
-allows."""
+overhead per group run. Writes benchmarks/results/scale.csv and scale.md (`--output`). The
+same script runs on a larger machine with `--workers 16`, and `--sizes 10,100,1000` and beyond
+as memory allows."""
 
 from __future__ import annotations
 
@@ -136,34 +137,40 @@ def measure_command(
     return costs
 
 
-def command(data: Path, runner: str, args: argparse.Namespace, folder: Path) -> list[str]:
-    """The `forecast run` (or, for the fleet, `forecast fleet`) command of one measurement."""
+def command(
+    data: Path, n_series: int, runner: str, args: argparse.Namespace, folder: Path
+) -> list[str]:
+    """The `forecast run` (or, for the fleet, `forecast fleet`) command of one measurement.
+    The fleet's groups hold at most `--series-per-group` series each (at least `--workers`
+    groups) and share this machine's cores: each gets `cores / workers` threads."""
     options = ["--data", str(data), "--id-column", "unique_id", "--time-column", "ds"]
     options += ["--target-column", "y", "--output-dir", str(folder / "outputs"), *args.extra]
     if args.windows_per_series:
         options += ["--windows-per-series", str(args.windows_per_series)]
     if runner == "fleet":
-        return [*CLI, "fleet", *options, "--groups", str(args.workers)]
+        groups = max(args.workers, -(-n_series // args.series_per_group))
+        threads = max(1, len(os.sched_getaffinity(0)) // args.workers)
+        return [*CLI, "fleet", *options, "--groups", str(groups), "--threads", str(threads)]
     options += ["--task-runner", runner]
     if runner != "sequential":
         options += ["--workers", str(args.workers)]
     return [*CLI, "run", *options]
 
 
-def run(data: Path, runner: str, args: argparse.Namespace, folder: Path) -> dict:
+def run(data: Path, n_series: int, runner: str, args: argparse.Namespace, folder: Path) -> dict:
     """One `forecast run` (or `forecast fleet`) on `data` with `runner`, its costs and what it
     published."""
     if runner == "fleet":
-        return run_fleet(data, args, folder)
+        return run_fleet(data, n_series, args, folder)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(folder / "prefect"), TF_CPP_MIN_LOG_LEVEL="2", DO_NOT_TRACK="1")
-    costs = measure_command(command(data, runner, args, folder), env, folder, [])
+    costs = measure_command(command(data, n_series, runner, args, folder), env, folder, [])
     manifest = json.loads((folder / "outputs" / data.stem / "latest" / "manifest.json").read_text())
     return row(runner, manifest["execution"]["workers"], args, costs, [manifest])
 
 
-def run_fleet(data: Path, args: argparse.Namespace, folder: Path) -> dict:
-    """`forecast fleet --groups <workers>` against a Prefect server on PostgreSQL with
+def run_fleet(data: Path, n_series: int, args: argparse.Namespace, folder: Path) -> dict:
+    """`forecast fleet` (see `command`) against a Prefect server on PostgreSQL with
     `--workers` process workers, all started here first and stopped by PID at the end; the
     costs are those of `forecast fleet` and of every server, database and worker process
     while it ran."""
@@ -182,7 +189,9 @@ def run_fleet(data: Path, args: argparse.Namespace, folder: Path) -> dict:
         prefect(["--no-prompt", "deploy", *deployments, "--prefect-file", DEPLOY_FILE], env)
         with process_workers(POOL, api, folder, args.workers):
             roots = [postgres_pid, *(child.pid for child in psutil.Process().children())]
-            costs = measure_command(command(data, "fleet", args, folder), env, folder, roots)
+            costs = measure_command(
+                command(data, n_series, "fleet", args, folder), env, folder, roots
+            )
             overhead = prefect_overhead_pct(api)
     groups = folder / "outputs" / data.stem / "groups"
     manifests = [json.loads(path.read_text()) for path in groups.glob("*/latest/manifest.json")]
@@ -285,20 +294,24 @@ def main() -> None:
         default="sequential,processes,dask,fleet",
         help="of sequential, processes, dask, fleet",
     )
+    parser.add_argument("--big", action="store_true", help="also 10,000 series")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--series-per-group", type=int, default=500, help="fleet groups' size")
+    parser.add_argument("--output", default="scale", help="writes results/<output>.csv, .md")
     parser.add_argument("--windows-per-series", type=int, default=32)
     parser.add_argument("extra", nargs="*", help="more forecast run options, after --")
     args = parser.parse_args()
-    report = Report("scale", "forecast run on N one-year hourly series", SEED)
+    report = Report(args.output, "forecast run on N one-year hourly series", SEED)
+    sizes = [int(s) for s in args.sizes.split(",")] + ([10_000] if args.big else [])
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in sizes:
         with tempfile.TemporaryDirectory(prefix="scale-") as temporary:
             folder = Path(temporary)
             data = folder / f"scale{size}.parquet"
             generate(size).to_parquet(data, index=False)
             for runner in args.runners.split(","):
                 (folder / runner).mkdir()
-                row = run(data, runner, args, folder / runner)
+                row = run(data, size, runner, args, folder / runner)
                 rows.append(row)
                 print(rows[-1], flush=True)
     notes = (
@@ -312,9 +325,12 @@ def main() -> None:
         "length, the folds and `windows_per_series`, the mean over folds) per `rnn_seconds`, "
         "which also hold validation and test predictions. The load average before each run "
         "says whether other jobs shared the CPU.\n\n"
-        "`fleet`: `forecast fleet --groups <workers>` on a Prefect server backed by PostgreSQL "
-        "with `<workers>` process workers (`--limit 1`), each group a `fleet-group` run with "
-        "the sequential runner. Its wall time is that of `forecast fleet` alone (starting the "
+        "`fleet`: `forecast fleet --groups G --threads T` on a Prefect server backed by "
+        "PostgreSQL with `<workers>` process workers (`--limit 1`) on this machine, each group "
+        "a `fleet-group` run with the sequential runner; G is at least `<workers>`, with at "
+        "most `--series-per-group` series per group, and T is this machine's cores / "
+        "`<workers>`, so that the groups side by side do not oversubscribe the cores. "
+        "Its wall time is that of `forecast fleet` alone (starting the "
         "database, server and workers and deploying come first and are not counted); CPU and "
         "memory count the command, the server, PostgreSQL and the workers with their group "
         "runs. `champion_mase` is the series-weighted mean of the groups' champions' MASE and "

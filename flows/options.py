@@ -51,6 +51,7 @@ OPTIONS: dict[str, str] = {
     "--seed": "seed",
     "--task-runner": "execution.task_runner",
     "--workers": "execution.workers",
+    "--threads": "execution.threads",
     "--dask-address": "execution.dask_address",
 }
 _METAVARS = {"--as-of": "TIME", "--task-runner": "RUNNER", "--dask-address": "tcp://HOST:PORT"}

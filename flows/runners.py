@@ -41,12 +41,15 @@ def fan_out(config: PipelineConfig) -> FanOut | None:
     return WorkerFanOut(config.execution, execution.worker_count(config))
 
 
-def _in_worker(function: Callable[..., T], item: Any, arguments: tuple, workers: int) -> T:
-    """Runs `function(item, *arguments)` in a worker, TensorFlow held to its share of cores."""
+def _in_worker(
+    function: Callable[..., T], item: Any, arguments: tuple, workers: int, threads: int | None
+) -> T:
+    """Runs `function(item, *arguments)` in a worker, TensorFlow held to its share of the
+    threads (`execution.threads`, or the worker machine's cores)."""
     from flows.pipeline import install_log_filter  # the flow's module imports this one
 
     install_log_filter()  # the worker's logs reach the flow's run like its own
-    execution.limit_threads(execution.threads_per_worker(workers))
+    execution.limit_threads(execution.threads_per_worker(workers, threads))
     if os.environ.get(EXIT_HOOK) == item:
         os._exit(EXIT_HOOK_CODE)
     return function(item, *arguments)
@@ -94,8 +97,9 @@ class WorkerFanOut:
         broke refuses new tasks)."""
         named = _WORKER_TASK.with_options(task_run_name=f"{function.__name__}-{item}")
         parameters = {"function": function, "item": item, "arguments": args}
+        shares = {"workers": self.workers, "threads": self.settings.threads}
         try:
-            return runner.submit(named, parameters={**parameters, "workers": self.workers})
+            return runner.submit(named, parameters={**parameters, **shares})
         except Exception as error:  # noqa: BLE001 - that candidate's outcome, handled as one
             return error
 

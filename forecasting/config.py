@@ -322,6 +322,15 @@ class ExecutionConfig(_Frozen):
         "TensorFlow to its share of the cores. Empty: the machine's cores, at most one per "
         "candidate.",
     )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="CPU threads the run may use on its machine: TensorFlow's and BLAS' "
+        "threads in the run's process, shared out among the workers for 'processes' and a "
+        "local 'dask' cluster. Set it below the cores when several runs share a machine, such "
+        "as fleet groups on process workers side by side. Empty: the machine's cores.",
+    )
     dask_address: str | None = Field(
         None,
         description="Address of a running Dask scheduler, such as tcp://10.0.0.5:8786, for "

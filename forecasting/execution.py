@@ -40,9 +40,10 @@ def worker_count(config: PipelineConfig) -> int:
     return config.execution.workers or max(1, min(cores(), len(config.model.candidates)))
 
 
-def threads_per_worker(workers: int) -> int:
-    """Each of `workers` workers' share of this machine's cores, at least 1."""
-    return max(1, cores() // workers)
+def threads_per_worker(workers: int, threads: int | None = None) -> int:
+    """Each of `workers` workers' share of `threads` (`execution.threads`; None: this
+    machine's cores), at least 1."""
+    return max(1, (threads or cores()) // workers)
 
 
 def limit_threads(threads: int) -> None:
@@ -70,11 +71,12 @@ def placement() -> dict[str, Any]:
     """Where this process is: its host, its process id, and the TensorFlow thread limit in
     force (None: TensorFlow's default, one thread per core)."""
     threads = os.environ.get("TF_NUM_INTRAOP_THREADS")
-    return {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "threads": int(threads) if threads and threads.isdigit() else None,
-    }
+    limit = int(threads) if threads and threads.isdigit() else None
+    if "tensorflow" in sys.modules:  # what TensorFlow itself runs with (0: its default)
+        import tensorflow as tf
+
+        limit = tf.config.threading.get_intra_op_parallelism_threads() or limit
+    return {"host": socket.gethostname(), "pid": os.getpid(), "threads": limit}
 
 
 def manifest_entry(config: PipelineConfig, placements: dict[str, dict[str, Any]]) -> dict:
@@ -89,7 +91,10 @@ def manifest_entry(config: PipelineConfig, placements: dict[str, dict[str, Any]]
     return {
         "task_runner": runner,
         "workers": workers,
-        "threads_per_worker": None if runner == "sequential" else threads_per_worker(workers),
+        "threads": config.execution.threads,
+        "threads_per_worker": None
+        if runner == "sequential"
+        else threads_per_worker(workers, config.execution.threads),
         "dask_address": config.execution.dask_address,
         "candidates": [
             {

@@ -28,6 +28,7 @@ from forecasting import (
     backtest,
     data,
     evaluation,
+    execution,
     incumbent,
     outputs,
     selection,
@@ -144,6 +145,8 @@ def run(
     """
     observer = observer or Observer()
     log = log or logging.getLogger(__name__)
+    if config.execution.threads is not None:
+        execution.limit_threads(config.execution.threads)  # before TensorFlow starts
     loaded = step(load, config)
     config, superseded = observer.schedule(config, loaded)
     as_of = as_of_label(config)

@@ -21,7 +21,7 @@ FLAGS = [
     "--na-values", "--max-fill", "--horizon", "--input-size", "--name", "--output-dir",
     "--segment-length", "--loss", "--base", "--calendar", "--max-epochs",
     "--windows-per-series", "--candidates", "--n-folds", "--as-of", "--seed", "--task-runner",
-    "--workers", "--dask-address",
+    "--workers", "--threads", "--dask-address",
 ]  # fmt: skip
 
 

@@ -135,6 +135,32 @@ def test_the_manifest_records_where_each_candidate_trained(runs) -> None:
             assert entry["threads"] == share
 
 
+def test_threads_share_the_runs_own_limit_not_the_machines() -> None:
+    from forecasting.execution import threads_per_worker
+
+    assert threads_per_worker(2, threads=8) == 4
+    assert threads_per_worker(3, threads=2) == 1  # at least one each
+    assert threads_per_worker(2) == max(1, cores() // 2)
+
+
+def test_a_run_with_threads_trains_within_them(prefect_harness, etth1_slice, tmp_path) -> None:
+    """`forecast run --threads 1`: the process that trains the RNN runs TensorFlow on one
+    thread, and the manifest says so (by default it records TensorFlow's own choice, null)."""
+    from prefect.settings import PREFECT_API_URL
+
+    options = ["--data", str(etth1_slice), "--output-dir", str(tmp_path / "out")]
+    options += ["--candidates", "naive,gru", "--max-epochs", "1", "--input-size", "24"]
+    env = own_prefect_environment(tmp_path / "prefect")
+    env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        env.pop(name, None)
+    done = subprocess.run([*CLI, "run", *options, "--threads", "1"], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    execution = read_latest(tmp_path / "out", etth1_slice.stem).manifest["execution"]
+    assert execution["threads"] == 1 and execution["threads_per_worker"] is None
+    assert {entry["threads"] for entry in execution["candidates"]} == {1}
+
+
 def test_no_task_result_is_persisted(runs) -> None:
     assert runs["stored"]["after"] == runs["stored"]["before"]
 

@@ -186,11 +186,16 @@ class Execution(_Section):
         None, description="'sequential', 'processes' or 'dask' (`execution.task_runner`)."
     )
     workers: int | None = Field(None, description="Worker processes (1 for sequential).")
+    threads: int | None = Field(
+        None,
+        description="CPU threads the run was allowed on its machine (`execution.threads`); "
+        "null: the machine's cores.",
+    )
     threads_per_worker: int | None = Field(
         None,
-        description="TensorFlow threads each worker was given: its share of the run machine's "
-        "cores; null for sequential (TensorFlow's default). A remote Dask worker computes its "
-        "share of its own machine: see `candidates`.",
+        description="TensorFlow threads each worker was given: its share of `threads`, or of "
+        "the run machine's cores; null for sequential (TensorFlow's default). A remote Dask "
+        "worker computes its share of its own machine: see `candidates`.",
     )
     dask_address: str | None = Field(
         None, description="The Dask scheduler used; null for a local cluster or other runners."
