@@ -37,12 +37,20 @@ def choose_baselines(
     }
 
 
-def scales(data: ValidatedData) -> dict[str, float]:
-    """Per short series, MASE's denominator over its whole history (it has no backtest)."""
+def histories(data: ValidatedData) -> dict[str, np.ndarray]:
+    """Per short series, its whole history of the target."""
     short = data.frame[data.frame["unique_id"].isin(list(data.short_series))]
     return {
-        str(series_id): mase_scale(group["y"].to_numpy(np.float64), data.season_length)
+        str(series_id): group["y"].to_numpy(np.float64)
         for series_id, group in short.groupby("unique_id", sort=False)
+    }
+
+
+def scales(data: ValidatedData) -> dict[str, float]:
+    """Per short series, MASE's denominator over its whole history (it has no backtest)."""
+    return {
+        series_id: mase_scale(history, data.season_length)
+        for series_id, history in histories(data).items()
     }
 
 
@@ -66,17 +74,15 @@ def forecast_short(
         scores: This run's backtest score per finished candidate (the selection metric).
     """
     choices = choose_baselines(data.short_series, data.season_length, baseline_order(scores))
-    histories = {
-        str(series_id): group["y"].to_numpy(np.float64)
-        for series_id, group in data.frame.groupby("unique_id", sort=False)
-        if series_id in choices
-    }
-    scale = scales(data)
+    if not choices:
+        return pd.DataFrame()
+    history = histories(data)
+    scale = {series_id: mase_scale(y, data.season_length) for series_id, y in history.items()}
     parts = []
     for kind in dict.fromkeys(choices.values()):
         ids = [series_id for series_id, chosen in choices.items() if chosen == kind]
         forecaster = make_forecaster(kind, model, 1, data.season_length, seed)
-        y_hat = np.concatenate([forecaster.predict(histories[i][None, :, None]) for i in ids])
+        y_hat = np.concatenate([forecaster.predict(history[i][None, :, None]) for i in ids])
         quantiles = (
             conformal_quantiles(backtest.abs_scaled_errors(kind))
             if kind in backtest.predictions
@@ -84,8 +90,6 @@ def forecast_short(
         )
         bounds = interval_columns(y_hat, np.array([scale[i] for i in ids]), quantiles)
         parts.append(future_frame(ids, y_hat, bounds, data).assign(model=kind))
-    if not parts:
-        return pd.DataFrame()
     order = {series_id: index for index, series_id in enumerate(choices)}
     frame = pd.concat(parts, ignore_index=True)
     return frame.sort_values("unique_id", key=lambda ids: ids.map(order), kind="stable")

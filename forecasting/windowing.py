@@ -236,8 +236,10 @@ class Scaling:
         return values * self.std[series, :1] + self.mean[series, :1]
 
 
-# How much one chunk of windows may take when they are cut for a pass over a large split.
-CHUNK_BYTES = 64 * 2**20
+# How much one chunk of windows may take when they are cut for a pass over a large split. A
+# pass holds a few copies of a chunk (float64, shifted): at 64 MB the linear fit's pass
+# reached 400 MB at 1,000 one-year series; the arithmetic runs as fast on 16 MB.
+CHUNK_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
