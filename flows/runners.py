@@ -10,8 +10,11 @@ publishes. A worker that dies fails only its own candidate.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +35,7 @@ _DONE = object()
 # A test hook: a worker given this kind exits at once, as a worker killed mid-run would.
 EXIT_HOOK = "RECURRENT_TEST_WORKER_EXIT"
 EXIT_HOOK_CODE = 70
+ORPHAN_EXIT_CODE = 71  # a worker whose flow's process is gone
 
 
 def fan_out(config: PipelineConfig) -> FanOut | None:
@@ -49,10 +53,26 @@ def _in_worker(
     from flows.pipeline import install_log_filter  # the flow's module imports this one
 
     install_log_filter()  # the worker's logs reach the flow's run like its own
+    _exit_with_parent()
     execution.limit_threads(execution.threads_per_worker(workers, threads))
     if os.environ.get(EXIT_HOOK) == item:
         os._exit(EXIT_HOOK_CODE)
     return function(item, *arguments)
+
+
+@functools.cache  # once per worker process
+def _exit_with_parent() -> None:
+    """Ends this worker as soon as the process that started it is gone. A flow killed outright
+    (SIGKILL, the out-of-memory killer) cannot close its pool, and a pool's worker does not end
+    by itself: it trained on, holding gigabytes, and then blocked handing back its result."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(ORPHAN_EXIT_CODE)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 # Results travel back in memory; inputs are large arrays: never persist or hash them.

@@ -243,12 +243,13 @@ def test_a_failed_run_closes_its_local_dask_cluster(runs, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("runner", ["dask", "processes"])
-@pytest.mark.parametrize("interrupt", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("interrupt", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_an_interrupted_run_leaves_no_worker_process(
     prefect_harness, etth1_slice, tmp_path, interrupt, runner
 ):
-    """`forecast run --task-runner dask|processes` stopped once its workers run: every
-    process it started is gone once it exits."""
+    """`forecast run --task-runner dask|processes` stopped while a worker trains: every
+    process it started is gone once it exits, even when it is killed outright (SIGKILL) and
+    cannot close its workers."""
     from prefect.settings import PREFECT_API_URL
 
     options = ["--data", str(etth1_slice), "--output-dir", str(tmp_path / "out")]
@@ -267,7 +268,9 @@ def test_an_interrupted_run_leaves_no_worker_process(
             seen |= descendants(cli.pid)
             time.sleep(0.5)
         assert spawned(cli.pid), "no worker started"
-        time.sleep(1)
+        while max(map(cpu_seconds, spawned(cli.pid)), default=0) < 10:  # it trains
+            assert time.monotonic() < deadline, "no worker trained"
+            time.sleep(0.5)
         seen |= descendants(cli.pid)
         cli.send_signal(interrupt)
         cli.wait(timeout=60)
@@ -277,6 +280,15 @@ def test_an_interrupted_run_leaves_no_worker_process(
     # An interrupted run exits and leaves nothing (Dask's worker processes also end with their
     # parent; a process pool's do not by themselves); the in-process tests check the close.
     assert not alive(seen)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spawned(pid: int) -> set[int]:
