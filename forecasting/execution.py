@@ -53,9 +53,13 @@ def limit_threads(threads: int) -> None:
     Takes effect through the environment when TensorFlow has not started yet (a fresh worker),
     and through `tf.config.threading` when it is imported but has not run anything. A worker
     whose TensorFlow already runs with other settings keeps them; `placement` reports the limit.
+    NumPy's BLAS (the ridge models), loaded before this runs, is limited through threadpoolctl.
     """
+    from threadpoolctl import threadpool_limits
+
     for name in _THREAD_VARIABLES:
         os.environ[name] = str(threads)
+    threadpool_limits(limits=threads)  # stays in force for the process
     if "tensorflow" not in sys.modules:
         return
     import tensorflow as tf

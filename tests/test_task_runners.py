@@ -143,6 +143,17 @@ def test_threads_share_the_runs_own_limit_not_the_machines() -> None:
     assert threads_per_worker(2) == max(1, cores() // 2)
 
 
+def test_the_thread_limit_holds_numpys_blas_loaded_before_it() -> None:
+    script = (
+        "import numpy, threadpoolctl\n"
+        "from forecasting.execution import limit_threads\n"
+        "limit_threads(1)\n"
+        "print(sorted({pool['num_threads'] for pool in threadpoolctl.threadpool_info()}))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.strip() == "[1]", done.stderr
+
+
 def test_a_run_with_threads_trains_within_them(prefect_harness, etth1_slice, tmp_path) -> None:
     """`forecast run --threads 1`: the process that trains the RNN runs TensorFlow on one
     thread, and the manifest says so (by default it records TensorFlow's own choice, null)."""
