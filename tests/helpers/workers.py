@@ -3,10 +3,13 @@ started and stopped by PID; shared by tests/test_fleet.py and benchmarks/scale.p
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 from tests.helpers.prefect_server import PREFECT, PROJECT, own_prefect_environment, stop
 
@@ -62,4 +65,12 @@ def process_workers(
         yield workers
     finally:
         for worker in workers:
+            # A flow run's process has a session of its own, out of reach of the worker's
+            # process group, and outlives a worker stopped mid-run: stop it by PID too.
+            runs = []
+            with contextlib.suppress(psutil.Error):
+                runs = psutil.Process(worker.pid).children(recursive=True)
             stop(worker)
+            for run in runs:
+                with contextlib.suppress(psutil.Error):
+                    run.kill()
