@@ -12,7 +12,11 @@ from uuid import UUID
 from prefect import Flow, flow
 from prefect.artifacts import create_table_artifact
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+)
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.logging import get_run_logger
@@ -29,6 +33,7 @@ from forecasting.store.reader import read_latest
 
 GROUP_DEPLOYMENT = "forecast-pipeline/fleet-group"
 POLL_SECONDS = 2.0
+READ_LIMIT = 200  # runs per request: the server's default page limit
 
 
 def _cancel_groups(flow: Flow, flow_run: FlowRun, state: State) -> None:
@@ -37,7 +42,12 @@ def _cancel_groups(flow: Flow, flow_run: FlowRun, state: State) -> None:
     no runner (`forecast fleet`) sees its own cancellation while it waits instead."""
     with get_client(sync_client=True) as client:
         only = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run.id]))
-        _cancel(client, [child.id for child in client.read_flow_runs(flow_run_filter=only)])
+        children: list[FlowRun] = []
+        while page := client.read_flow_runs(
+            flow_run_filter=only, limit=READ_LIMIT, offset=len(children)
+        ):
+            children += page
+        _cancel(client, [child.id for child in children])
 
 
 @flow(name="forecast-fleet", validate_parameters=True, on_cancellation=[_cancel_groups])
@@ -130,11 +140,13 @@ def _wait(
             if own is not None and (own.is_cancelling() or own.is_cancelled()):
                 _cancel(client, [run_id for run_id in ids if run_id not in finished])
                 return None
-            for run_id in ids:
-                if run_id not in finished:
-                    run = client.read_flow_run(run_id)
+            waiting = [run_id for run_id in ids if run_id not in finished]
+            for first in range(0, len(waiting), READ_LIMIT):  # a request per page, not per run
+                page = waiting[first : first + READ_LIMIT]
+                only = FlowRunFilter(id=FlowRunFilterId(any_=page))
+                for run in client.read_flow_runs(flow_run_filter=only, limit=len(page)):
                     if run.state is not None and run.state.is_final():
-                        finished[run_id] = run
+                        finished[run.id] = run
             if len(finished) == len(ids) or (deadline is not None and time.monotonic() > deadline):
                 break
             time.sleep(POLL_SECONDS)
