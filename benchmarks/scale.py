@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers
 from common import ROOT, Report  # noqa: E402
 
+from forecasting.execution import threads_per_worker  # noqa: E402
+
 CLI = [sys.executable, "-c", "from flows.cli import app; app()"]
 DEPLOY_FILE = str(ROOT / "deploy" / "prefect.yaml")
 POOL = "recurrent-process"  # deploy/prefect.yaml's pool
@@ -149,8 +151,8 @@ def command(
         options += ["--windows-per-series", str(args.windows_per_series)]
     if runner == "fleet":
         groups = max(args.workers, -(-n_series // args.series_per_group))
-        threads = max(1, len(os.sched_getaffinity(0)) // args.workers)
-        return [*CLI, "fleet", *options, "--groups", str(groups), "--threads", str(threads)]
+        threads = str(threads_per_worker(args.workers))  # the groups share this machine
+        return [*CLI, "fleet", *options, "--groups", str(groups), "--threads", threads]
     options += ["--task-runner", runner]
     if runner != "sequential":
         options += ["--workers", str(args.workers)]
